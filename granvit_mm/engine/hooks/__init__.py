@@ -1,0 +1,2 @@
+from .weights_only_checkpoint import WeightsOnlyCheckpointHook  # noqa: F401
+from .distill_schedule_hook import DistillScheduleHook  # noqa: F401

@@ -1,0 +1,79 @@
+"""Make MMEngine checkpoints loadable with ``torch.load(weights_only=True)``.
+
+torch >= 2.6 loads with ``weights_only=True`` by default, and MMEngine 0.10.x checkpoints hold pickled
+``HistoryBuffer`` objects and numpy values in ``message_hub``, so ``--resume`` fails. Turning safe loading off
+globally (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``) would also unpickle untrusted files, so instead this hook
+writes checkpoints that contain only tensors and plain Python values, and restores MMEngine's objects after
+loading. Untrusted checkpoints stay behind torch's safe loader.
+"""
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer
+
+from granvit_mm.registry import HOOKS
+
+_BUFFER_TAG = '__granvit_history_buffer__'
+_NDARRAY_TAG = '__granvit_ndarray__'
+
+
+def to_weights_only(obj: Any) -> Any:
+    """Recursively replace objects ``weights_only`` refuses by tagged dicts of tensors and plain values."""
+    if isinstance(obj, HistoryBuffer):
+        return {_BUFFER_TAG: True, 'log': torch.from_numpy(np.asarray(obj._log_history, dtype=np.float64)),
+                'count': torch.from_numpy(np.asarray(obj._count_history, dtype=np.float64)),
+                'max_length': int(obj.max_length)}
+    if isinstance(obj, np.ndarray):
+        return {_NDARRAY_TAG: True, 'data': torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return type(obj)((k, to_weights_only(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        out = [to_weights_only(v) for v in obj]
+        return out if isinstance(obj, list) else tuple(out)
+    if isinstance(obj, (set, frozenset)):
+        return [to_weights_only(v) for v in obj]
+    return obj
+
+
+def from_weights_only(obj: Any) -> Any:
+    """Inverse of :func:`to_weights_only` for the tagged values; everything else is returned unchanged."""
+    if isinstance(obj, dict):
+        if obj.get(_BUFFER_TAG) is True:
+            buf = HistoryBuffer(max_length=obj['max_length'])
+            buf._log_history = obj['log'].numpy()
+            buf._count_history = obj['count'].numpy()
+            return buf
+        if obj.get(_NDARRAY_TAG) is True:
+            return obj['data'].numpy()
+        return type(obj)((k, from_weights_only(v)) for k, v in obj.items())
+    if isinstance(obj, list):
+        return [from_weights_only(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(from_weights_only(v) for v in obj)
+    return obj
+
+
+@HOOKS.register_module()
+class WeightsOnlyCheckpointHook(Hook):
+    """Save checkpoints that torch's safe loader accepts, and restore MMEngine state on resume.
+
+    Add it to ``custom_hooks`` (our ``default_runtime`` does). It touches only the non-weight parts of a
+    checkpoint (``message_hub``, ``meta``, scheduler states); model and optimizer tensors are unchanged.
+    """
+    priority = 'VERY_LOW'  # after every other hook has added to the checkpoint
+
+    _SANITISED_KEYS = ('message_hub', 'meta', 'param_schedulers', 'optimizer')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in self._SANITISED_KEYS:
+            if key in checkpoint:
+                checkpoint[key] = to_weights_only(checkpoint[key])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in self._SANITISED_KEYS:
+            if key in checkpoint:
+                checkpoint[key] = from_weights_only(checkpoint[key])
