@@ -1,0 +1,3 @@
+from .granvit import GranViT  # noqa: F401
+
+__all__ = ['GranViT']

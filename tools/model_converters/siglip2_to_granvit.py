@@ -1,0 +1,80 @@
+"""Convert a Hugging Face SigLIP / SigLIP2 vision tower into a GranViT checkpoint.
+
+    python tools/model_converters/siglip2_to_granvit.py SRC_DIR DST.pth
+
+SRC_DIR is a ``save_pretrained`` directory of ``SiglipVisionModel``, ``SiglipModel``, ``Siglip2VisionModel``
+or ``Siglip2Model`` (``model.safetensors``, sharded safetensors, or ``pytorch_model.bin``); only the vision
+tower is kept and its attention-pool head is dropped. DST holds ``{'state_dict': ..., 'meta': {...}}`` of
+tensors and plain Python only, so ``torch.load(DST, weights_only=True)`` and
+``GranViT(**meta['granvit_kwargs'], init_cfg=dict(type='Pretrained', checkpoint=DST))`` load it with no
+missing keys. The key map and the SigLIP2 NaFlex patch-weight reshape are documented in
+``granvit_mm/models/backbones/siglip2_checkpoint.py``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+from typing import Dict, Tuple
+
+import torch
+
+from granvit_mm.models.backbones.siglip2_checkpoint import (convert_siglip_vision, granvit_kwargs, is_naflex,
+                                                            strip_vision_prefix)
+
+
+def read_hf_dir(src: str) -> Tuple[Dict[str, torch.Tensor], dict]:
+    """State dict and config.json of an HF model directory; never unpickles arbitrary objects."""
+    config_path = osp.join(src, 'config.json')
+    config = json.load(open(config_path)) if osp.exists(config_path) else {}
+    files = os.listdir(src)
+    if 'model.safetensors' in files or 'model.safetensors.index.json' in files:
+        from safetensors.torch import load_file
+        if 'model.safetensors' in files:
+            return load_file(osp.join(src, 'model.safetensors')), config
+        index = json.load(open(osp.join(src, 'model.safetensors.index.json')))
+        state_dict = {}
+        for shard in sorted(set(index['weight_map'].values())):
+            state_dict.update(load_file(osp.join(src, shard)))
+        return state_dict, config
+    if 'pytorch_model.bin' in files:
+        return torch.load(osp.join(src, 'pytorch_model.bin'), map_location='cpu', weights_only=True), config
+    raise FileNotFoundError(f'no model.safetensors(.index.json) or pytorch_model.bin in {src}')
+
+
+def convert(src: str, dst: str) -> dict:
+    """Convert ``src`` (HF directory) to ``dst``; returns the GranViT kwargs that reproduce the tower."""
+    hf_state, config = read_hf_dir(src)
+    vision = strip_vision_prefix(hf_state)
+    kwargs = granvit_kwargs(vision, config)
+    state_dict = convert_siglip_vision(vision)
+    meta = dict(
+        granvit_kwargs=kwargs,
+        source=osp.basename(osp.normpath(src)),
+        hf_model_type=str(config.get('model_type', 'unknown')),
+        naflex=is_naflex(vision),
+        dropped=sorted(k for k in vision if k.startswith('head.')),
+        converter='tools/model_converters/siglip2_to_granvit.py')
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    torch.save(dict(state_dict=state_dict, meta=meta), dst)
+    return kwargs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='Hugging Face SigLIP/SigLIP2 model directory')
+    parser.add_argument('dst', help='output GranViT checkpoint (.pth)')
+    args = parser.parse_args()
+    kwargs = convert(args.src, args.dst)
+    print(f'saved {args.dst}')
+    print(f"arch={kwargs['arch']}")
+    print(f"img_size={kwargs['img_size']}")
+    print(f"patch_size={kwargs['patch_size']}")
+    extra = {k: v for k, v in kwargs.items() if k not in ('arch', 'img_size', 'patch_size')}
+    print('backbone=' + repr(dict(type='granvit.GranViT', **kwargs,
+                                  init_cfg=dict(type='Pretrained', checkpoint=args.dst))))
+    if extra:
+        print(f'other kwargs: {extra}')
+
+
+if __name__ == '__main__':
+    main()
