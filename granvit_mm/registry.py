@@ -27,7 +27,7 @@ LOG_PROCESSORS = Registry('log_processor', parent=mme.LOG_PROCESSORS, scope='gra
 OPTIMIZERS = Registry('optimizer', parent=mme.OPTIMIZERS, scope='granvit')
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=mme.OPTIM_WRAPPERS, scope='granvit')
 OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor', parent=mme.OPTIM_WRAPPER_CONSTRUCTORS,
-                                      scope='granvit')
+                                      scope='granvit', locations=['granvit_mm.engine.optimizers'])
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=mme.PARAM_SCHEDULERS, scope='granvit')
 MODEL_WRAPPERS = Registry('model_wrapper', parent=mme.MODEL_WRAPPERS, scope='granvit')
 WEIGHT_INITIALIZERS = Registry('weight initializer', parent=mme.WEIGHT_INITIALIZERS, scope='granvit')

@@ -57,6 +57,8 @@ def check_granvit_wiring(cfg):
     assert cfg.model.backbone.init_cfg.type == 'Pretrained'
     assert cfg.model.neck.type == 'granvit.SimpleFPN'
     assert cfg.model.data_preprocessor.mean == [127.5] * 3 and cfg.model.data_preprocessor.std == [127.5] * 3
+    assert cfg.optim_wrapper.constructor == 'granvit.BackboneLayerDecayOptimWrapperConstructor'
+    assert dict(type='granvit.WeightsOnlyCheckpointHook') in cfg.custom_hooks
 
 
 def train_step_and_predict(model, packed):

@@ -61,14 +61,19 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250),
     dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[163889, 177546], gamma=0.1),
 ]
+# Layer-wise lr decay over the backbone's blocks (ViTDet / BEiT recipes); neck and heads keep the full lr.
 optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
+    constructor='granvit.BackboneLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
+        layer_decay_rate=0.7,
         norm_decay_mult=0., bias_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)}))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=interval, max_keep_ckpts=5))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(base_batch_size=64)
+# Checkpoints that torch >= 2.6 loads with weights_only=True (resume keeps safe loading on).
+custom_hooks = [dict(type='granvit.WeightsOnlyCheckpointHook')]

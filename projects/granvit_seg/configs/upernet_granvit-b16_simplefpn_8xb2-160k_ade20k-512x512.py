@@ -32,11 +32,13 @@ model = dict(
     auxiliary_head=dict(in_channels=256, in_index=2, num_classes=150),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 
+# Layer-wise lr decay over the backbone's blocks (ViTDet / BEiT recipes); neck and heads keep the full lr.
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(norm_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)}))
+    constructor='granvit.BackboneLayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.65, norm_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=160000),
@@ -44,3 +46,5 @@ param_scheduler = [
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
+# Checkpoints that torch >= 2.6 loads with weights_only=True (resume keeps safe loading on).
+custom_hooks = [dict(type='granvit.WeightsOnlyCheckpointHook')]

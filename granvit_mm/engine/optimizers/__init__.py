@@ -1,0 +1,1 @@
+from .backbone_layer_decay import BackboneLayerDecayOptimWrapperConstructor  # noqa: F401
