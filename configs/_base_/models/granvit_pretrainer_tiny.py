@@ -1,0 +1,18 @@
+# Tiny GranViT stage-1 model for CPU: a 4-layer 64-wide ViT and a 2-layer 64-wide Qwen2
+# (tools/misc/make_tiny_llm.py).
+model = dict(
+    type='GranViTPretrainer',
+    data_preprocessor=dict(type='ImgDataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=False),
+    backbone=dict(type='GranViT', arch='tiny', img_size=64, patch_size=8, out_indices=-1, out_type='featmap'),
+    projector=dict(type='VisionProjector'),  # channels: ViT width -> LLM width, filled in by the algorithm
+    head=dict(
+        type='RegionARHead',
+        llm_path='data/tiny_llm',
+        llm_dtype='float32',
+        attn_implementation='sdpa',
+        max_length=0,
+        max_new_tokens=16),
+    distill_loss=dict(type='RegionDistillLoss', crop_size=32, roi_size=4, max_regions=4, loss_weight=1.0),
+    ema_momentum=0.1,  # MMEngine momentum = 1 - paper alpha (0.9)
+    blind=False,
+    max_new_tokens=16)

@@ -1,0 +1,1 @@
+from .granvit_pretrainer import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+from .region_distill_loss import *  # noqa: F401,F403

@@ -1,0 +1,89 @@
+"""Region self-distillation (GRANVIT.md): MSE(teacher(crop), RoIAlign(student(image), box)).
+
+Geometry, all in one place so it can be tested against a known answer:
+- crops: the normalised input image cut at each box and resized to ``crop_size`` in ONE batched
+  ``roi_align`` (aligned=True, adaptive sampling_ratio=0: every output pixel averages the input pixels under
+  it when downscaling, i.e. an antialiased resize, and samples bilinearly when upscaling);
+- teacher target: the teacher's patch grid of each crop, average-pooled to ``roi_size`` x ``roi_size``;
+- student: the student's dense map RoIAligned at the same boxes to ``roi_size`` (aligned=True, spatial scale
+  = feature width / image width, i.e. 1 / patch_size).
+"""
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from granvit_mm.registry import MODELS
+
+__all__ = ['RegionDistillLoss', 'boxes_to_rois']
+
+
+def boxes_to_rois(boxes: Sequence[torch.Tensor], max_regions: int = 0) -> torch.Tensor:
+    """Per-image (M_i, 4) xyxy boxes -> (K, 5) rois ``[batch_idx, x1, y1, x2, y2]``, first ``max_regions``."""
+    rois: List[torch.Tensor] = []
+    for i, b in enumerate(boxes):
+        b = torch.as_tensor(b, dtype=torch.float32).reshape(-1, 4)
+        if max_regions:
+            b = b[:max_regions]
+        b = torch.cat([b[:, :2], torch.maximum(b[:, 2:], b[:, :2])], dim=1)  # RoIAlign rejects x2 < x1
+        rois.append(torch.cat([b.new_full((b.shape[0], 1), float(i)), b], dim=1))
+    return torch.cat(rois) if rois else torch.zeros(0, 5)
+
+
+def _roi_align(x: torch.Tensor, rois: torch.Tensor, size: int, scale: float) -> torch.Tensor:
+    from mmcv.ops import roi_align
+    # mmcv's kernels take fp32/fp16; run in fp32 under bf16 autocast too.
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return roi_align(x.float(), rois.float().to(x.device), (size, size), scale, 0, 'avg', True)
+
+
+@MODELS.register_module()
+class RegionDistillLoss(nn.Module):
+    """The region-level self-distillation loss and the crop/RoI geometry it needs.
+
+    Args:
+        crop_size: side of the teacher's input crops (paper: unspecified; ours 224).
+        roi_size: side of the compared region grids (ours 7).
+        max_regions: boxes per image that are distilled (ours 4).
+        loss_weight: lambda in ``L = L_caption + lambda * L_distill`` (paper: 1).
+        feature_norm: None (paper: MSE of the raw features) or 'layernorm': a parameter-free LayerNorm over
+            channels on both sides before the MSE, which makes the loss blind to the feature scale. Raw MSE
+            lets the student lower the loss by rescaling its features (e.g. its final LayerNorm gain) and the
+            EMA teacher follows, a runaway seen on the tiny from-scratch ViT.
+    """
+
+    def __init__(self, crop_size: int = 224, roi_size: int = 7, max_regions: int = 4,
+                 loss_weight: float = 1.0, feature_norm: Optional[str] = None):
+        super().__init__()
+        if feature_norm not in (None, 'layernorm'):
+            raise ValueError(f"feature_norm must be None or 'layernorm', got {feature_norm!r}")
+        self.feature_norm = feature_norm
+        self.crop_size = crop_size
+        self.roi_size = roi_size
+        self.max_regions = max_regions
+        self.loss_weight = loss_weight
+
+    def rois(self, boxes: Sequence[torch.Tensor]) -> torch.Tensor:
+        return boxes_to_rois(boxes, self.max_regions)
+
+    def crops(self, images: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) images, (K, 5) rois in image pixels -> (K, 3, crop_size, crop_size)."""
+        return _roi_align(images, rois, self.crop_size, 1.0).to(images.dtype)
+
+    def student_regions(self, featmap: torch.Tensor, rois: torch.Tensor, image_width: int) -> torch.Tensor:
+        """(B, C, h, w) student map -> (K, C, roi_size, roi_size) at the boxes (image-pixel rois)."""
+        return _roi_align(featmap, rois, self.roi_size, featmap.shape[-1] / image_width)
+
+    def teacher_regions(self, teacher_featmap: torch.Tensor) -> torch.Tensor:
+        """(K, C, hc, wc) teacher maps of the crops -> (K, C, roi_size, roi_size) by average pooling."""
+        return F.adaptive_avg_pool2d(teacher_featmap.float(), self.roi_size)
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        if self.feature_norm is None:
+            return x.float()
+        return F.layer_norm(x.float().movedim(1, -1), (x.shape[1], )).movedim(-1, 1)
+
+    def forward(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Unweighted MSE of (K, C, r, r) grids; the algorithm applies ``loss_weight`` and the warm-up."""
+        return F.mse_loss(self._norm(student), self._norm(target.detach()))

@@ -1,0 +1,77 @@
+"""Build the tiny Qwen2-architecture LLM that the tiny GranViT config freezes (a stand-in for Qwen2.5-1.5B).
+
+    python tools/misc/make_tiny_llm.py --data-root data/gran_synth --out-dir data/tiny_llm
+
+Trains a byte-level BPE tokenizer (Qwen2's split rule, Qwen's special tokens, wrapped as Qwen2TokenizerFast)
+on the training split's text, the paper prompts and box text; builds a Qwen2ForCausalLM; pretrains it for a
+minute or two on that text in the chat format (a real frozen LLM knows its language before stage 1); and
+``save_pretrained``s both, so the head loads it with ``from_pretrained`` like a real checkpoint.
+Deterministic for a seed; a no-op when the output already exists (``--force`` rebuilds).
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import sys
+
+import torch
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--data-root', default='data/gran_synth', help='GranSynth (or any Gran JSONL) root')
+    p.add_argument('--out-dir', default='data/tiny_llm')
+    p.add_argument('--vocab-size', type=int, default=1024)
+    p.add_argument('--hidden-size', type=int, default=64)
+    p.add_argument('--num-layers', type=int, default=2)
+    p.add_argument('--num-heads', type=int, default=4)
+    p.add_argument('--num-kv-heads', type=int, default=2)
+    p.add_argument('--intermediate-size', type=int, default=256)
+    p.add_argument('--steps', type=int, default=400, help='text pretraining steps (0: random weights)')
+    p.add_argument('--batch-size', type=int, default=16)
+    p.add_argument('--seq-len', type=int, default=128)
+    p.add_argument('--lr', type=float, default=3e-3)
+    p.add_argument('--max-records', type=int, default=20000)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--force', action='store_true', help='rebuild even if --out-dir holds a model')
+    return p.parse_args()
+
+
+def read_records(data_root: str, max_records: int):
+    """Records of the training shards (``annotations/train*.jsonl``; any ``*.jsonl`` if there is none)."""
+    files = sorted(glob.glob(osp.join(data_root, 'annotations', 'train*.jsonl')))
+    files = files or sorted(glob.glob(osp.join(data_root, '**', '*.jsonl'), recursive=True))
+    if not files:
+        sys.exit(f'No Gran JSONL under {data_root!r}. Generate GranSynth first: '
+                 f'python tools/misc/make_gran_synth.py --out-dir {data_root}')
+    records = []
+    for path in files:
+        with open(path, encoding='utf-8') as f:
+            for line in f:
+                if line.strip():
+                    records.append(json.loads(line))
+                if len(records) >= max_records:
+                    return records
+    return records
+
+
+def main():
+    args = parse_args()
+    if osp.isfile(osp.join(args.out_dir, 'config.json')) and not args.force:
+        print(f'[make_tiny_llm] {args.out_dir} already holds a model; nothing to do (--force rebuilds)')
+        return
+    from granvit_mm.models.utils.tiny_llm import region_chat_corpus, save_tiny_llm
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    texts = region_chat_corpus(read_records(args.data_root, args.max_records))
+    print(f'[make_tiny_llm] {len(texts)} texts from {args.data_root}')
+    os.makedirs(args.out_dir, exist_ok=True)
+    save_tiny_llm(args.out_dir, texts, vocab_size=args.vocab_size, pretrain_steps=args.steps, seed=args.seed,
+                  hidden_size=args.hidden_size, num_layers=args.num_layers, num_heads=args.num_heads,
+                  num_kv_heads=args.num_kv_heads, intermediate_size=args.intermediate_size,
+                  pretrain_kwargs=dict(batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr))
+    print(f'[make_tiny_llm] saved to {args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()
