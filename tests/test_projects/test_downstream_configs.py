@@ -141,3 +141,26 @@ def test_mmseg_config():
     assert {'decode.loss_ce', 'aux.loss_ce'} <= set(log_vars)
     assert preds[0].pred_sem_seg.data.shape == (1, SIZE, SIZE)
     assert preds[0].seg_logits.data.shape == (3, SIZE, SIZE)
+
+
+def test_mmpretrain_config():
+    from mmengine.optim import build_optim_wrapper
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+    cfg = Config.fromfile(osp.join(ROOT, 'projects', 'granvit_cls', 'configs',
+                                   'granvit-b16_siglip2-pre_8xb32-100e_in1k-224px.py'))
+    assert cfg.model.backbone.type == 'granvit.GranViT' and cfg.model.backbone.init_cfg.type == 'Pretrained'
+    init_default_scope('mmpretrain')
+    model_cfg = ConfigDict(cfg.model)
+    model_cfg.backbone.update(arch='tiny', img_size=SIZE, init_cfg=None)
+    model_cfg.head.update(num_classes=3, in_channels=64)
+    model = MODELS.build(model_cfg)
+    samples = [DataSample().set_gt_label(i) for i in range(2)]
+    packed = dict(inputs=[torch.randint(0, 256, (3, SIZE, SIZE), dtype=torch.uint8) for _ in range(2)],
+                  data_samples=samples)
+    log_vars, preds = train_step_and_predict(model, packed)
+    assert 'loss' in log_vars and preds[0].pred_score.shape == (3, )
+    # The config's layer decay reaches the GranViT blocks through ImageClassifier.get_layer_depth.
+    groups = build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups
+    lr = {g['param_name']: g['lr'] for g in groups}
+    assert lr['backbone.layers.0.attn.qkv.weight'] < lr['backbone.layers.3.attn.qkv.weight'] < lr['head.fc.weight']
