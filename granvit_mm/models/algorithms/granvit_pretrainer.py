@@ -70,11 +70,9 @@ class GranViTPretrainer(BaseModel):
         self.backbone = MODELS.build(backbone)
         self.head = MODELS.build(head)
         projector = dict(projector or dict(type='VisionProjector'))
-        projector.setdefault('in_channels', self.backbone.embed_dims)
-        projector.setdefault('out_channels', self.head.hidden_size)
-        widths = (('in_channels', self.backbone.embed_dims), ('out_channels', self.head.hidden_size))
-        for key, value in widths:
-            if projector[key] is None:
+        widths = dict(in_channels=self.backbone.embed_dims, out_channels=self.head.hidden_size)
+        for key, value in widths.items():
+            if projector.get(key) is None:  # absent or None: derive from the ViT and LLM widths
                 projector[key] = value
         self.projector = MODELS.build(projector)
         self.blind = blind
