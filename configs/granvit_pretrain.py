@@ -30,8 +30,6 @@ train_dataloader = dict(
 val_dataloader = dict(batch_size=8, dataset=dict(data_root=data_root, ann_file=val_ann_files))
 test_dataloader = val_dataloader
 
-custom_hooks = [
-    dict(type='granvit.WeightsOnlyCheckpointHook'),
-    dict(type='granvit.DistillScheduleHook', start_iter=0, warmup_iters=0, momentum=0.1),  # alpha = 0.9
-]
+# Distillation at full weight from the first step (the paper's setting: no DistillScheduleHook needed); the
+# EMA teacher follows every optimiser step with model.ema_momentum.
 default_hooks = dict(checkpoint=dict(interval=2000, max_keep_ckpts=3))

@@ -18,7 +18,7 @@ custom_hooks = [
     dict(type='granvit.WeightsOnlyCheckpointHook'),
     # (ours, tiny) distillation starts once the caption loss has shaped the from-scratch features; from
     # iteration 0 its gradient swamps the caption loss's (see docs/pretraining.md)
-    dict(type='granvit.DistillScheduleHook', start_iter=400, warmup_iters=100, momentum=0.1),
+    dict(type='granvit.DistillScheduleHook', start_iter=400, warmup_iters=100),
 ]
 default_hooks = dict(
     logger=dict(interval=10),

@@ -19,10 +19,22 @@ def test_scoped_type_resolves_without_custom_imports(scope):
     assert out.returncode == 0 and out.stdout.strip().endswith('ok'), out.stderr[-2000:]
 
 
-def test_custom_imports_fill_the_registries():
-    from mmengine.config import Config
-    from mmengine.registry import MODELS
-    cfg = Config(dict(custom_imports=dict(imports=['granvit_mm'], allow_failed_imports=False)))
-    from mmengine.utils import import_modules_from_strings
-    import_modules_from_strings(**cfg.custom_imports)
-    assert MODELS.get('granvit.GranViT') is not None
+def test_granvit_scope_fills_every_registry_without_imports():
+    """One way the registries get filled: each lists its modules (``locations``); a config with
+    default_scope='granvit' and no custom_imports finds every project type in a fresh interpreter."""
+    code = (
+        'from mmengine.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS,\n'
+        '                               OPTIM_WRAPPER_CONSTRUCTORS, TRANSFORMS)\n'
+        'def get(root, name):  # what build_from_cfg does under default_scope=granvit\n'
+        "    with root.switch_scope_and_registry('granvit') as reg:\n"
+        '        return reg.get(name)\n'
+        "assert 'granvit_mm.models' not in __import__('sys').modules\n"
+        "names = [(MODELS, 'GranViTPretrainer'), (MODELS, 'RegionDistillLoss'), (DATASETS, 'GranDataset'),\n"
+        "         (DATA_SAMPLERS, 'EpochTaggedSampler'), (TRANSFORMS, 'PackGranInputs'),\n"
+        "         (HOOKS, 'DistillScheduleHook'), (METRICS, 'RegionCaptionMetric'),\n"
+        "         (OPTIM_WRAPPER_CONSTRUCTORS, 'BackboneLayerDecayOptimWrapperConstructor')]\n"
+        "missing = [n for reg, n in names if get(reg, n) is None]\n"
+        "assert not missing, missing\n"
+        'print("ok")\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith('ok'), out.stderr[-2000:]

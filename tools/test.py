@@ -8,11 +8,11 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import granvit_mm.engine  # noqa: F401
-import granvit_mm.evaluation  # noqa: F401
-import granvit_mm.models  # noqa: F401
+from granvit_mm.core.paths import MissingPathError
+from granvit_mm.engine.dist import setup_distributed
 
 
 def parse_args():
@@ -41,8 +41,14 @@ def main():
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'[granvit] checkpoint not found at {args.checkpoint!r}')
     cfg.load_from = args.checkpoint
-    runner = Runner.from_cfg(cfg)
+    cfg = setup_distributed(cfg, args.launcher)  # gloo on CPU: MMEngine's init_dist needs CUDA
+    try:
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    except MissingPathError as err:  # a missing checkpoint / LLM: the message says what to set or run
+        raise SystemExit(f'[granvit] {err}')
     metrics = runner.test()
     if args.out:
         import mmengine

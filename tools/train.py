@@ -2,18 +2,25 @@
 
     python tools/train.py configs/granvit_pretrain_tiny.py [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--cfg-options k=v ...] [--launcher pytorch]
+    bash tools/dist_train.sh configs/granvit_pretrain_tiny.py 2     # 2 processes: GPUs, or CPU with gloo
+
+Configs with ``runner_type='FlexibleRunner'`` (configs/granvit_pretrain_fsdp.py, ..._deepspeed.py) are built
+with MMEngine's FlexibleRunner and its strategy.
 """
 import argparse
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import granvit_mm.engine  # noqa: F401  (fills the registries even without custom_imports)
 import granvit_mm.evaluation  # noqa: F401
 import granvit_mm.models  # noqa: F401
-from granvit_mm.models.utils.llm_loading import MissingPathError
+from granvit_mm.core.paths import MissingPathError
+from granvit_mm.engine.checkpoint_io import latest_checkpoint
+from granvit_mm.engine.dist import setup_distributed
 
 
 def parse_args():
@@ -53,7 +60,8 @@ def merge_args(cfg: Config, args) -> Config:
     if args.auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr', {}), enable=True)
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # the newest checkpoint that loads, even if a kill left `last_checkpoint` empty (None: start afresh)
+        cfg.resume, cfg.load_from = True, latest_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.no_validate:
@@ -82,8 +90,9 @@ def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     check_data(cfg)
+    cfg = setup_distributed(cfg, args.launcher)  # gloo on CPU: MMEngine's init_dist needs CUDA
     try:
-        runner = Runner.from_cfg(cfg)
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     except MissingPathError as err:  # a missing checkpoint / LLM: the message says what to set or run
         raise SystemExit(f'[granvit] {err}')
     runner.train()

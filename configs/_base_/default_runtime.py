@@ -1,8 +1,6 @@
 # Runtime shared by GranViT configs.
+# The granvit scope fills its registries itself on first use (granvit_mm/registry.py `locations`): no imports.
 default_scope = 'granvit'
-custom_imports = dict(
-    imports=['granvit_mm.models', 'granvit_mm.datasets', 'granvit_mm.engine', 'granvit_mm.evaluation'],
-    allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

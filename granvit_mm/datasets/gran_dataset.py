@@ -5,13 +5,13 @@ mmengine's BaseDataset parses every annotation up front and keeps them (serialis
 disk and shared through the page cache) and parses a record when it is asked for.
 """
 import copy
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 
 from granvit_mm.registry import DATASETS
-from .gran_format import BadRecordError, ValidationRules, parse_line, validate_record
+from granvit_mm.core.gran_record import BadRecordError, ValidationRules, parse_line, validate_record
 from .jsonl_index import MultiShardIndex, resolve_shards
 from .skip_counter import SkipCounter
 
@@ -55,8 +55,7 @@ class GranDataset(BaseDataset):
                  lazy_init: bool = False,
                  max_refetch: int = 1000,
                  metainfo: Optional[dict] = None,
-                 filter_cfg: Optional[dict] = None,
-                 serialize_data: bool = False) -> None:
+                 filter_cfg: Optional[dict] = None) -> None:
         if filter_cfg is not None:
             raise ValueError('GranDataset does not support filter_cfg (it would parse all records); '
                              'filter offline with tools/dataset_converters/filter_gran.py')
@@ -69,7 +68,6 @@ class GranDataset(BaseDataset):
         self.index_cache_dir = index_cache_dir
         self.resample_seed = resample_seed
         self.skips = SkipCounter(**(skip_log or {}))
-        self.epoch = 0
         self._index: Optional[MultiShardIndex] = None
         self._positions: Optional[np.ndarray] = None
         super().__init__(
@@ -99,14 +97,6 @@ class GranDataset(BaseDataset):
     def shards(self) -> List[str]:
         self.full_init()
         return [s.shard for s in self._index.shards]
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make task sampling vary by epoch (sampling is seeded by (seed, epoch, index)).
-
-        Dataloader workers hold copies of the dataset: call this before workers start (no
-        ``persistent_workers``) for it to reach them.
-        """
-        self.epoch = int(epoch)
 
     # ---- length and subsets ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -147,7 +137,7 @@ class GranDataset(BaseDataset):
         except BadRecordError as err:
             raise err.locate(shard, line) from None
 
-    def get_data_info(self, idx: int) -> dict:
+    def get_data_info(self, idx: int, epoch: int = 0) -> dict:
         """Parse and validate record ``idx`` into the dict the pipeline starts from.
 
         Keys: ``img_path, width, height, source, caption, gt_bboxes`` (float32 (N, 4) xyxy, original
@@ -176,7 +166,7 @@ class GranDataset(BaseDataset):
             region_captions=rec['region_captions'],
             region_kinds=rec['region_kinds'],
             sample_idx=idx % len(self),
-            epoch=self.epoch,
+            epoch=epoch,
             shard=shard,
             line=line)
 
@@ -186,29 +176,32 @@ class GranDataset(BaseDataset):
         return [self.get_data_info(i) for i in range(len(self))]
 
     # ---- bad records ----------------------------------------------------------------------------------
-    def prepare_data(self, idx: int) -> Optional[dict]:
+    def prepare_data(self, idx: int, epoch: int = 0) -> Optional[dict]:
         """Pipeline output, or None for a skipped bad record (``on_bad_record='skip'``)."""
         try:
-            return self.pipeline(self.get_data_info(idx))
+            return self.pipeline(self.get_data_info(idx, epoch))
         except BadRecordError as err:
             if self.on_bad_record == 'raise':
                 raise
             self.skips.skip(err)
             return None
 
-    def _resample(self, idx: int, attempt: int) -> int:
+    def _resample(self, idx: int, attempt: int, epoch: int = 0) -> int:
         """Deterministic replacement index: the same in every worker and rank."""
-        rng = np.random.default_rng([self.resample_seed, self.epoch, idx % len(self), attempt])
+        rng = np.random.default_rng([self.resample_seed, epoch, idx % len(self), attempt])
         return int(rng.integers(len(self)))
 
-    def __getitem__(self, idx: int) -> dict:
+    def __getitem__(self, idx: Union[int, Tuple[int, int]]) -> dict:
+        """Sample ``idx``, or ``(epoch, idx)`` as ``EpochTaggedSampler`` yields: task draws are seeded by
+        (seed, epoch, idx), so they change every epoch and agree across workers and ranks."""
         self.full_init()
+        epoch, idx = (int(idx[0]), int(idx[1])) if isinstance(idx, (tuple, list)) else (0, idx)
         cur = idx
         for attempt in range(self.max_refetch + 1):
-            data = self.prepare_data(cur)
+            data = self.prepare_data(cur, epoch)
             if data is not None:
                 return data
-            cur = self._resample(idx, attempt)
+            cur = self._resample(idx, attempt, epoch)
         raise RuntimeError(
             f'GranDataset: no valid sample after {self.max_refetch} refetches from index {idx}; '
             f'{self.skips.summary()}')

@@ -10,7 +10,7 @@ class GranDataSample(BaseDataElement):
     - ``tasks``: list of dicts ``{'task', 'question', 'answer', 'box', 'region'}``; ``task`` is one of
       ``prompts.TASKS``; ``box`` is the normalised xyxy box of the region (None for global captions);
       ``region`` the index of the region in the record (-1 for global captions). Set by ``PackGranInputs``.
-    - ``gt_bboxes``: float tensor (M, 4), xyxy boxes in model-input pixels of the regions used for
+    - ``distill_bboxes``: float tensor (M, 4), xyxy boxes in model-input pixels of the regions used for
       self-distillation (at most ``max_distill_regions``). Set by ``PackGranInputs``.
     - ``pred_texts``: list of generated answers, one per task (set by the model's ``predict``).
 

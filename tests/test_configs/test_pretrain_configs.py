@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from granvit_mm.models.utils.tiny_llm import save_tiny_llm
+from granvit_mm.toy.tiny_llm import save_tiny_llm
 from granvit_mm.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -44,8 +44,11 @@ def test_paper_recipe_numbers():
     assert cfg.model.head.gradient_checkpointing and cfg.model.distill_loss.loss_weight == 1.0
     assert cfg.train_dataloader.dataset.data_root == cfg.data_root
     assert cfg.train_dataloader.dataset.ann_file == cfg.train_ann_files
-    hook = [h for h in cfg.custom_hooks if h['type'] == 'granvit.DistillScheduleHook'][0]
-    assert hook['momentum'] == pytest.approx(1 - 0.9)
+    assert cfg.model.ema_momentum == pytest.approx(1 - 0.9)  # the one source of the momentum
+    # full-weight distillation from the first step needs no schedule hook
+    assert not [h for h in cfg.custom_hooks if h['type'] == 'granvit.DistillScheduleHook']
+    assert cfg.train_dataloader.sampler.type == 'granvit.EpochTaggedSampler'
+    assert cfg.train_dataloader.persistent_workers  # safe: the epoch travels with the index
 
 
 def test_paper_config_stops_on_missing_paths(llm_dir, tmp_path):

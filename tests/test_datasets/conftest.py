@@ -1,6 +1,6 @@
 import pytest
 
-from granvit_mm.datasets.gran_synth import generate
+from granvit_mm.toy.gran_synth import generate
 
 
 @pytest.fixture(scope='session')

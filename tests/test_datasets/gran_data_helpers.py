@@ -29,10 +29,6 @@ def record(image='a.png', w=40, h=30, regions=None, caption='a red image', **kw)
     return dict(image=image, width=w, height=h, source='test', caption=caption, regions=regions, **kw)
 
 
-def pipeline(size=32, tasks=None, **pack):
-    return [
-        dict(type='granvit.LoadGranImage'),
-        dict(type='granvit.SampleRegionTasks', tasks=tasks or dict(global_caption=1, bbox2caption=2)),
-        dict(type='granvit.GranSquareResize', size=size),
-        dict(type='granvit.PackGranInputs', **pack),
-    ]
+def pipeline(size=32, tasks=None, box_style='decimal3'):
+    from granvit_mm.datasets.pipeline import gran_pipeline
+    return gran_pipeline(size, tasks or dict(global_caption=1, bbox2caption=2), box_style)

@@ -3,7 +3,8 @@ import logging
 
 import pytest
 
-from granvit_mm.datasets import BadRecordError, GranDataset
+from granvit_mm.core.gran_record import BadRecordError
+from granvit_mm.datasets import GranDataset
 from gran_data_helpers import pipeline, record, write_image, write_jsonl
 
 

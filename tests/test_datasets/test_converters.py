@@ -169,7 +169,7 @@ def test_coco_captions_without_instances_needs_empty_regions(coco, tmp_path):
         rules=dict(allow_empty_regions=True),
         pipeline=pipeline(size=32, tasks=dict(global_caption=1)),
         on_bad_record='raise')
-    assert len(ds) == 3 and ds[0]['data_samples'].gt_bboxes.shape == (0, 4)
+    assert len(ds) == 3 and ds[0]['data_samples'].distill_bboxes.shape == (0, 4)
 
 
 # ---- Visual Genome --------------------------------------------------------------------------------------

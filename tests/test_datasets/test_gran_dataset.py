@@ -28,8 +28,8 @@ def test_reads_gransynth_through_pipeline(synth_dir):
         s = item['data_samples']
         assert item['inputs'].shape == (3, 32, 32) and item['inputs'].dtype == torch.uint8
         assert 1 <= len(s.tasks) <= 3
-        assert s.gt_bboxes.shape[1] == 4 and 1 <= len(s.gt_bboxes) <= 4
-        assert (s.gt_bboxes >= 0).all() and (s.gt_bboxes <= 32).all()
+        assert s.distill_bboxes.shape[1] == 4 and 1 <= len(s.distill_bboxes) <= 4
+        assert (s.distill_bboxes >= 0).all() and (s.distill_bboxes <= 32).all()
         assert s.sample_idx == i and s.line == i + 1 and s.shard.endswith('train.jsonl')
         for t in s.tasks:
             if t['task'] == 'bbox2caption':
@@ -72,8 +72,42 @@ def test_sampling_deterministic_across_instances_and_epochs(synth_dir):
     a, b = synth(synth_dir), pickle.loads(pickle.dumps(synth(synth_dir)))
     ta = [a[i]['data_samples'].tasks for i in range(12)]
     assert ta == [b[i]['data_samples'].tasks for i in range(12)]
-    a.set_epoch(1)
-    assert [a[i]['data_samples'].tasks for i in range(12)] != ta
+    assert [a[(0, i)]['data_samples'].tasks for i in range(12)] == ta  # a plain index is epoch 0
+    assert [a[(1, i)]['data_samples'].tasks for i in range(12)] != ta
+
+
+def _tasks_by_image(batches):
+    return {ds.sample_idx: ds.tasks for b in batches for ds in b['data_samples']}
+
+
+def test_epoch_tagged_sampler_redraws_each_epoch_in_persistent_workers(synth_dir):
+    """The shipped configs' sampler: epoch 1 draws other tasks than epoch 0 even with persistent workers,
+    and every worker count and every rank of a 2-rank split agrees with the single-process draw."""
+    from mmengine.dataset import pseudo_collate
+    from granvit_mm.datasets import EpochTaggedSampler
+    ds = synth(synth_dir)
+
+    def run(num_workers, world_size=1, rank=0, epochs=2):
+        sampler = EpochTaggedSampler(ds, shuffle=True, seed=3)
+        sampler.rank, sampler.world_size = rank, world_size
+        sampler.num_samples = len(range(rank, len(ds), world_size))
+        sampler.total_size = len(ds)
+        loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=num_workers, sampler=sampler,
+                                             collate_fn=pseudo_collate, persistent_workers=num_workers > 0)
+        out = []
+        for epoch in range(epochs):
+            sampler.set_epoch(epoch)
+            out.append(_tasks_by_image(list(loader)))
+        return out
+
+    single = run(0)
+    assert sorted(single[0]) == list(range(12))
+    assert single[0] != single[1]  # per-epoch draws
+    assert run(2) == single  # persistent workers see the epoch
+    ranks = [run(0, world_size=2, rank=r) for r in range(2)]
+    for epoch in range(2):
+        merged = {**ranks[0][epoch], **ranks[1][epoch]}
+        assert merged == single[epoch]
 
 
 def test_filter_cfg_rejected(synth_dir):

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from granvit_mm.datasets.gran_format import (BadRecordError, ValidationRules, dump_record, make_record,
+from granvit_mm.core.gran_record import (BadRecordError, ValidationRules, dump_record, make_record,
                                              parse_line, validate_record)
 from gran_data_helpers import record
 

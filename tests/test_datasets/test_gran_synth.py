@@ -4,7 +4,7 @@ import os.path as osp
 
 import numpy as np
 
-from granvit_mm.datasets.gran_synth import (COLOURS, SHAPES, SIZES, TEXTURES, SynthConfig, generate, load_meta,
+from granvit_mm.toy.gran_synth import (COLOURS, SHAPES, SIZES, TEXTURES, SynthConfig, generate, load_meta,
                                             make_image)
 from gran_data_helpers import REPO
 

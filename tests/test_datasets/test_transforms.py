@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from granvit_mm.datasets.gran_format import BadRecordError
+from granvit_mm.core.gran_record import BadRecordError
 from granvit_mm.datasets.transforms import (GranRandomFlip, GranSquareResize, LoadGranImage, PackGranInputs,
                                             SampleRegionTasks)
 from granvit_mm.datasets.transforms.geometry import swap_words
@@ -163,8 +163,8 @@ def test_pack_contract(tmp_path):
     by_region = {t['region']: t for t in s.tasks[1:]}
     assert by_region[0]['box'] == pytest.approx([0, 0, 0.5, 0.375])
     assert '[0, 0, 500, 375]' in by_region[0]['question'] and by_region[0]['answer'] == 'red'
-    assert s.gt_bboxes.shape == (1, 4) and s.gt_bboxes.dtype == torch.float32
-    assert s.gt_bboxes[0].tolist() in ([0, 0, 16, 12], [16, 12, 32, 24])
+    assert s.distill_bboxes.shape == (1, 4) and s.distill_bboxes.dtype == torch.float32
+    assert s.distill_bboxes[0].tolist() in ([0, 0, 16, 12], [16, 12, 32, 24])
     for key in ('img_path', 'ori_shape', 'img_shape', 'scale_factor', 'source', 'sample_idx', 'shard',
                 'line'):
         assert key in s.metainfo

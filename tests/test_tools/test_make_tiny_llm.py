@@ -21,7 +21,7 @@ def _run(data, out):
 def test_make_tiny_llm(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from granvit_mm.datasets.gran_synth import generate
+    from granvit_mm.toy.gran_synth import generate
     data = str(tmp_path / 'gran_synth')
     generate(data, num_train=20, num_val=2)
     a, b = str(tmp_path / 'a'), str(tmp_path / 'b')

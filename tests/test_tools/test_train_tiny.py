@@ -13,8 +13,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 @pytest.fixture(scope='module')
 def assets(tmp_path_factory):
-    from granvit_mm.datasets.gran_synth import generate
-    from granvit_mm.models.utils.tiny_llm import region_chat_corpus, save_tiny_llm, toy_records
+    from granvit_mm.toy.gran_synth import generate
+    from granvit_mm.toy.tiny_llm import region_chat_corpus, save_tiny_llm, toy_records
     base = tmp_path_factory.mktemp('assets')
     data = str(base / 'gran_synth')
     generate(data, num_train=8, num_val=4)
@@ -28,7 +28,7 @@ def _train(work_dir, data, llm, max_iters, *extra):
             'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
             f'train_cfg.max_iters={max_iters}', 'train_cfg.val_interval=2',
             'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
-            'model.max_new_tokens=3', 'val_dataloader.dataset.indices=2']
+            'model.head.max_new_tokens=3', 'val_dataloader.dataset.indices=2']
     cmd = [sys.executable, 'tools/train.py', 'configs/granvit_pretrain_tiny.py', '--work-dir', str(work_dir),
            *extra, '--cfg-options', *opts]
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)

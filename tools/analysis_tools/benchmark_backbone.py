@@ -14,7 +14,7 @@ import time
 import torch
 
 from granvit_mm.models.backbones import GranViT
-from granvit_mm.models.backbones.siglip2_checkpoint import convert_siglip_vision
+from granvit_mm.core.siglip_keys import convert_siglip_vision
 
 DTYPES = dict(fp32=torch.float32, bf16=torch.bfloat16, fp16=torch.float16)
 

@@ -9,7 +9,7 @@ import argparse
 import time
 from dataclasses import fields
 
-from granvit_mm.datasets.gran_synth import SynthConfig, generate
+from granvit_mm.toy.gran_synth import SynthConfig, generate
 
 
 def main(argv=None):

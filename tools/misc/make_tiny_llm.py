@@ -61,7 +61,7 @@ def main():
     if osp.isfile(osp.join(args.out_dir, 'config.json')) and not args.force:
         print(f'[make_tiny_llm] {args.out_dir} already holds a model; nothing to do (--force rebuilds)')
         return
-    from granvit_mm.models.utils.tiny_llm import region_chat_corpus, save_tiny_llm
+    from granvit_mm.toy.tiny_llm import region_chat_corpus, save_tiny_llm
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     texts = region_chat_corpus(read_records(args.data_root, args.max_records))
     print(f'[make_tiny_llm] {len(texts)} texts from {args.data_root}')

@@ -8,7 +8,7 @@ tower is kept and its attention-pool head is dropped. DST holds ``{'state_dict':
 tensors and plain Python only, so ``torch.load(DST, weights_only=True)`` and
 ``GranViT(**meta['granvit_kwargs'], init_cfg=dict(type='Pretrained', checkpoint=DST))`` load it with no
 missing keys. The key map and the SigLIP2 NaFlex patch-weight reshape are documented in
-``granvit_mm/models/backbones/siglip2_checkpoint.py``.
+``granvit_mm/core/siglip_keys.py``.
 """
 import argparse
 import json
@@ -18,7 +18,7 @@ from typing import Dict, Tuple
 
 import torch
 
-from granvit_mm.models.backbones.siglip2_checkpoint import (convert_siglip_vision, granvit_kwargs, is_naflex,
+from granvit_mm.core.siglip_keys import (convert_siglip_vision, granvit_kwargs, is_naflex,
                                                             strip_vision_prefix)
 
 

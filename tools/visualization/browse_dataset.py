@@ -8,7 +8,7 @@
 
 Each PNG shows the model input (upscaled to ``--display`` px) with every task's box (colour per task) and
 numbered labels, and a text panel listing each task's question and answer (the box text as the LLM reads it).
-The white boxes are the self-distillation regions (``gt_bboxes``).
+The white boxes are the self-distillation regions (``distill_bboxes``).
 """
 import argparse
 import os
@@ -34,18 +34,9 @@ def build_dataset(args):
             cfg.merge_from_dict(dict(kv.split('=', 1) for kv in args.cfg_options))
         ds_cfg = cfg[f'{args.split}_dataloader']['dataset']
         return DATASETS.build(ds_cfg)
-    pipeline = [
-        dict(type='granvit.LoadGranImage'),
-        dict(
-            type='granvit.SampleRegionTasks',
-            tasks=dict(
-                global_caption=1,
-                bbox2caption=args.num_tasks,
-                caption2bbox=args.num_tasks if args.stage2 else 0),
-            seed=args.seed),
-        dict(type='granvit.GranSquareResize', size=args.size),
-        dict(type='granvit.PackGranInputs', box_style=args.box_style),
-    ]
+    from granvit_mm.datasets.pipeline import gran_pipeline
+    tasks = dict(global_caption=1, bbox2caption=args.num_tasks, caption2bbox=args.num_tasks if args.stage2 else 0)
+    pipeline = gran_pipeline(args.size, tasks, args.box_style, args.seed)
     return DATASETS.build(
         dict(
             type='granvit.GranDataset',
@@ -64,7 +55,7 @@ def render(inputs, sample, display: int = 512, panel_width: int = 640) -> Image.
     canvas = Image.fromarray(np.ascontiguousarray(img)).resize((display, display), Image.NEAREST)
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=14)
-    for box in sample.gt_bboxes.numpy():
+    for box in sample.distill_bboxes.numpy():
         draw.rectangle([float(v) * scale for v in box], outline=(255, 255, 255), width=1)
     lines = [
         f"{osp.basename(sample.img_path)}  {sample.ori_shape[1]}x{sample.ori_shape[0]} -> {size}px  "
@@ -115,7 +106,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.config and not args.ann_file:
         p.error('give a config or --ann-file')
-    import granvit_mm.datasets  # noqa: F401  (registers the dataset and transforms)
     ds = build_dataset(args)
     os.makedirs(args.output_dir, exist_ok=True)
     written = []

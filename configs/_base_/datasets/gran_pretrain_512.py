@@ -14,53 +14,23 @@ val_batch_size = 8
 num_workers = 8
 index_cache_dir = None  # where offset indexes go if the annotation folder is read-only
 
-train_pipeline = [
-    dict(type='granvit.LoadGranImage'),
-    dict(
-        type='granvit.SampleRegionTasks',
-        tasks=dict(global_caption=1, bbox2caption=num_region_tasks),
-        seed=task_seed,
-        max_distill_regions=max_distill_regions),
+# One pipeline; train and val differ only in the tasks they draw.
+_load = dict(type='granvit.LoadGranImage')
+_sample_tasks = dict(type='granvit.SampleRegionTasks', seed=task_seed, max_distill_regions=max_distill_regions)
+_to_model = [
     dict(type='granvit.GranSquareResize', size=img_size, pad_val=(127, 127, 127)),
     dict(type='granvit.PackGranInputs', box_style=box_style),
 ]
-val_pipeline = [
-    dict(type='granvit.LoadGranImage'),
-    dict(
-        type='granvit.SampleRegionTasks',
-        tasks=dict(bbox2caption=num_region_tasks),
-        seed=task_seed,
-        max_distill_regions=max_distill_regions),
-    dict(type='granvit.GranSquareResize', size=img_size, pad_val=(127, 127, 127)),
-    dict(type='granvit.PackGranInputs', box_style=box_style),
-]
-stage2_train_pipeline = [
-    dict(type='granvit.LoadGranImage'),
-    dict(
-        type='granvit.SampleRegionTasks',
-        tasks=dict(global_caption=1, caption2bbox=num_region_tasks),
-        seed=task_seed,
-        max_distill_regions=max_distill_regions),
-    dict(type='granvit.GranSquareResize', size=img_size, pad_val=(127, 127, 127)),
-    dict(type='granvit.PackGranInputs', box_style=box_style),
-]
-stage2_val_pipeline = [
-    dict(type='granvit.LoadGranImage'),
-    dict(
-        type='granvit.SampleRegionTasks',
-        tasks=dict(caption2bbox=num_region_tasks),
-        seed=task_seed,
-        max_distill_regions=max_distill_regions),
-    dict(type='granvit.GranSquareResize', size=img_size, pad_val=(127, 127, 127)),
-    dict(type='granvit.PackGranInputs', box_style=box_style),
-]
+train_pipeline = [_load, dict(_sample_tasks, tasks=dict(global_caption=1, bbox2caption=num_region_tasks))] + _to_model
+val_pipeline = [_load, dict(_sample_tasks, tasks=dict(bbox2caption=num_region_tasks))] + _to_model
 
 train_dataloader = dict(
     batch_size=train_batch_size,
     num_workers=num_workers,
+    # persistent workers are safe: the sampler sends the epoch with every index
     persistent_workers=True,
     pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='granvit.EpochTaggedSampler', shuffle=True),
     collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='granvit.GranDataset',
@@ -90,9 +60,3 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='granvit.RegionCaptionMetric')
 test_evaluator = val_evaluator
-
-stage2_train_dataloader = dict(
-    train_dataloader, dataset=dict(train_dataloader['dataset'], pipeline=stage2_train_pipeline))
-stage2_val_dataloader = dict(
-    val_dataloader, dataset=dict(val_dataloader['dataset'], pipeline=stage2_val_pipeline))
-stage2_val_evaluator = dict(type='granvit.GroundingMetric')

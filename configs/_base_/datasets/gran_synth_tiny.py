@@ -10,54 +10,23 @@ train_batch_size = 16
 val_batch_size = 16
 num_workers = 0  # tiny images: worker processes cost more than they save on 2 cores
 
-train_pipeline = [
-    dict(type='granvit.LoadGranImage'),
-    dict(
-        type='granvit.SampleRegionTasks',
-        tasks=dict(global_caption=1, bbox2caption=num_region_tasks),
-        seed=task_seed,
-        max_distill_regions=max_distill_regions),
+# One pipeline; train and val differ only in the tasks they draw.
+_load = dict(type='granvit.LoadGranImage')
+_sample_tasks = dict(type='granvit.SampleRegionTasks', seed=task_seed, max_distill_regions=max_distill_regions)
+_to_model = [
     dict(type='granvit.GranSquareResize', size=img_size, pad_val=(127, 127, 127)),
     dict(type='granvit.PackGranInputs', box_style=box_style),
 ]
-# Stage-1 monitor: Bbox2Caption only, drawn with a fixed seed (epoch 0), scored by ROUGE-L.
-val_pipeline = [
-    dict(type='granvit.LoadGranImage'),
-    dict(
-        type='granvit.SampleRegionTasks',
-        tasks=dict(bbox2caption=num_region_tasks),
-        seed=task_seed,
-        max_distill_regions=max_distill_regions),
-    dict(type='granvit.GranSquareResize', size=img_size, pad_val=(127, 127, 127)),
-    dict(type='granvit.PackGranInputs', box_style=box_style),
-]
-# Stage 2: global caption + Caption2Bbox for training, Caption2Bbox for the Acc@IoU0.5 val.
-stage2_train_pipeline = [
-    dict(type='granvit.LoadGranImage'),
-    dict(
-        type='granvit.SampleRegionTasks',
-        tasks=dict(global_caption=1, caption2bbox=num_region_tasks),
-        seed=task_seed,
-        max_distill_regions=max_distill_regions),
-    dict(type='granvit.GranSquareResize', size=img_size, pad_val=(127, 127, 127)),
-    dict(type='granvit.PackGranInputs', box_style=box_style),
-]
-stage2_val_pipeline = [
-    dict(type='granvit.LoadGranImage'),
-    dict(
-        type='granvit.SampleRegionTasks',
-        tasks=dict(caption2bbox=num_region_tasks),
-        seed=task_seed,
-        max_distill_regions=max_distill_regions),
-    dict(type='granvit.GranSquareResize', size=img_size, pad_val=(127, 127, 127)),
-    dict(type='granvit.PackGranInputs', box_style=box_style),
-]
+train_pipeline = [_load, dict(_sample_tasks, tasks=dict(global_caption=1, bbox2caption=num_region_tasks))] + _to_model
+# Stage-1 monitor: Bbox2Caption only, drawn at epoch 0 (a fixed set), scored by ROUGE-L.
+val_pipeline = [_load, dict(_sample_tasks, tasks=dict(bbox2caption=num_region_tasks))] + _to_model
 
 train_dataloader = dict(
     batch_size=train_batch_size,
     num_workers=num_workers,
     persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # (epoch, index) pairs: task draws change every epoch and agree across workers and ranks
+    sampler=dict(type='granvit.EpochTaggedSampler', shuffle=True),
     collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='granvit.GranDataset',
@@ -84,9 +53,3 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='granvit.RegionCaptionMetric')
 test_evaluator = val_evaluator
-
-stage2_train_dataloader = dict(
-    train_dataloader, dataset=dict(train_dataloader['dataset'], pipeline=stage2_train_pipeline))
-stage2_val_dataloader = dict(
-    val_dataloader, dataset=dict(val_dataloader['dataset'], pipeline=stage2_val_pipeline))
-stage2_val_evaluator = dict(type='granvit.GroundingMetric')

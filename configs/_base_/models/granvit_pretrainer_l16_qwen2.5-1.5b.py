@@ -3,13 +3,11 @@
 # instructions.
 model = dict(
     type='GranViTPretrainer',
-    data_preprocessor=dict(type='ImgDataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=False),
     backbone=dict(
         type='GranViT',
         arch='l',
         img_size=512,
         patch_size=16,
-        out_indices=-1,  # dense features = last layer's patch tokens (LLaVA's visual_select_layer)
         out_type='featmap',
         with_cp=True,
         init_cfg=dict(type='Pretrained', checkpoint=None)),
@@ -24,5 +22,7 @@ model = dict(
         max_new_tokens=32,
         save_llm=False),  # checkpoints hold the ViT, projector and teacher, not the frozen 1.5B LLM
     distill_loss=dict(type='RegionDistillLoss', crop_size=224, roi_size=7, max_regions=4, loss_weight=1.0),
-    ema_momentum=0.1,
-    max_new_tokens=32)
+    ema_momentum=0.1,  # MMEngine momentum = 1 - paper alpha (0.9)
+    # visual tokens = HF hidden_states[visual_layer]: last block, before the final LayerNorm, every patch token
+    # (granvit_mm/core/visual_tokens.py; stage 2 and the exports select the same tensor)
+    visual_layer=-1)

@@ -2,8 +2,7 @@
 # (tools/misc/make_tiny_llm.py).
 model = dict(
     type='GranViTPretrainer',
-    data_preprocessor=dict(type='ImgDataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=False),
-    backbone=dict(type='GranViT', arch='tiny', img_size=64, patch_size=8, out_indices=-1, out_type='featmap'),
+    backbone=dict(type='GranViT', arch='tiny', img_size=64, patch_size=8, out_type='featmap'),
     projector=dict(type='VisionProjector'),  # channels: ViT width -> LLM width, filled in by the algorithm
     head=dict(
         type='RegionARHead',
@@ -14,5 +13,5 @@ model = dict(
         max_new_tokens=16),
     distill_loss=dict(type='RegionDistillLoss', crop_size=32, roi_size=4, max_regions=4, loss_weight=1.0),
     ema_momentum=0.1,  # MMEngine momentum = 1 - paper alpha (0.9)
-    blind=False,
-    max_new_tokens=16)
+    visual_layer=-1,  # HF hidden_states[-1]: last block before the final norm (granvit_mm/core/visual_tokens.py)
+    blind=False)

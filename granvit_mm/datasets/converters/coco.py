@@ -8,7 +8,7 @@ exclude (``exclude_image_ids``).
 from collections import defaultdict
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set
 
-from ..gran_format import make_record
+from granvit_mm.core.gran_record import make_record
 from .common import xywh_to_xyxy
 
 

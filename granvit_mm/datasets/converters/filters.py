@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from ..gran_format import BadRecordError, ValidationRules, parse_line, validate_record
+from granvit_mm.core.gran_record import BadRecordError, ValidationRules, parse_line, validate_record
 
 
 @dataclass

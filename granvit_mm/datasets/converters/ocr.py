@@ -21,7 +21,7 @@ import json
 import os.path as osp
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..gran_format import make_record
+from granvit_mm.core.gran_record import make_record
 from .common import image_size, polygon_to_xyxy, xywh_to_xyxy
 
 ICDAR_DONT_CARE = '###'

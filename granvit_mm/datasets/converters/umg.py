@@ -17,7 +17,7 @@ import json
 import os.path as osp
 from typing import Iterable, Iterator, List, Optional
 
-from ..gran_format import make_record
+from granvit_mm.core.gran_record import make_record
 from .common import image_size, xywh_to_xyxy
 
 IMAGE_KEYS = ('image', 'file_name', 'img_path', 'image_path', 'path')

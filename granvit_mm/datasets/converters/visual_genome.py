@@ -6,7 +6,7 @@ pixel) are dropped. Boxes outside the image are clipped or dropped by the writer
 """
 from typing import Dict, Iterator, Optional, Sequence
 
-from ..gran_format import make_record
+from granvit_mm.core.gran_record import make_record
 
 
 def vg_image_path(info: dict) -> str:

@@ -6,7 +6,7 @@ import torch
 from mmcv.transforms import BaseTransform
 
 from granvit_mm.registry import TRANSFORMS
-from granvit_mm.structures.box_text import BOX_STYLES
+from granvit_mm.core.box_text import BOX_STYLES
 from granvit_mm.structures.data_sample import GranDataSample
 from ..region_tasks import build_tasks
 
@@ -20,7 +20,7 @@ class PackGranInputs(BaseTransform):
 
     The sample's ``tasks`` get their questions and answers here, from the final normalised boxes
     (``gt_bboxes_norm``, set by ``GranSquareResize``), with ``granvit_mm.prompts`` and the one box
-    formatter in ``box_style``; ``gt_bboxes`` holds the ``distill_regions`` boxes in model-input pixels.
+    formatter in ``box_style``; ``distill_bboxes`` holds the ``distill_regions`` boxes in model-input pixels.
     """
 
     def __init__(self, box_style: str = 'decimal3', meta_keys: Sequence[str] = DEFAULT_META_KEYS) -> None:
@@ -42,7 +42,7 @@ class PackGranInputs(BaseTransform):
         sample.tasks = build_tasks(results['task_specs'], results['gt_bboxes_norm'],
                                    results['region_captions'], results.get('caption'), self.box_style)
         boxes = np.asarray(results['gt_bboxes'], np.float32).reshape(-1, 4)
-        sample.gt_bboxes = torch.from_numpy(boxes[list(results.get('distill_regions', []))].reshape(-1, 4))
+        sample.distill_bboxes = torch.from_numpy(boxes[list(results.get('distill_regions', []))].reshape(-1, 4))
         return dict(inputs=inputs, data_samples=sample)
 
     def __repr__(self) -> str:

@@ -1,6 +1,6 @@
 """Geometric transforms that move the boxes with the pixels.
 
-``GranSquareResize`` is the paper's pad-to-square + resize, through ``granvit_mm.structures.geometry`` (the
+``GranSquareResize`` is the paper's pad-to-square + resize, through ``granvit_mm.core.geometry`` (the
 one implementation shared with inference and the HF image processor). ``GranRandomFlip`` is off by default;
 when on, it mirrors boxes and swaps left/right words so captions stay true, and leaves images with text
 regions alone (mirrored text is not text).
@@ -12,7 +12,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from granvit_mm.registry import TRANSFORMS
-from granvit_mm.structures.geometry import square_resize
+from granvit_mm.core.geometry import square_resize
+from granvit_mm.core.image_input import PAD_VALUE
 
 DEFAULT_SWAP_WORDS = (('left', 'right'), ('leftmost', 'rightmost'), ('lefthand', 'righthand'))
 
@@ -26,7 +27,7 @@ class GranSquareResize(BaseTransform):
     Default pad colour (127, 127, 127) is about SigLIP's mean, so padding normalises to ~0.
     """
 
-    def __init__(self, size: int = 512, pad_val: Sequence[int] = (127, 127, 127)) -> None:
+    def __init__(self, size: int = 512, pad_val: Sequence[int] = PAD_VALUE) -> None:
         self.size = int(size)
         self.pad_val = tuple(int(v) for v in pad_val)
 

@@ -20,7 +20,7 @@ from mmengine import fileio
 from PIL import Image, ImageOps
 
 from granvit_mm.registry import TRANSFORMS
-from ..gran_format import BadRecordError
+from granvit_mm.core.gran_record import BadRecordError
 
 _EXIF_ORIENTATION = 0x0112
 

@@ -8,7 +8,6 @@ from granvit_mm.registry import TRANSFORMS
 from ..region_tasks import check_task_mix, pick_distill_regions, sample_task_specs
 
 STAGE1_TASKS = dict(global_caption=1, bbox2caption=4)
-STAGE2_TASKS = dict(global_caption=1, caption2bbox=4)
 
 
 @TRANSFORMS.register_module()

@@ -5,15 +5,21 @@ torch >= 2.6 loads with ``weights_only=True`` by default, and MMEngine 0.10.x ch
 globally (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``) would also unpickle untrusted files, so instead this hook
 writes checkpoints that contain only tensors and plain Python values, and restores MMEngine's objects after
 loading. Untrusted checkpoints stay behind torch's safe loader.
+
+It also makes the run's ``CheckpointHook`` write through :class:`~granvit_mm.engine.checkpoint_io.AtomicLocalBackend`
+(temp file + fsync + ``os.replace``; old checkpoints removed only after the new one landed), so a kill or a
+full disk while saving never leaves a half-written checkpoint that ``--resume`` could pick up, and never
+costs a checkpoint that was already saved.
 """
 from typing import Any
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import HistoryBuffer
 
 from granvit_mm.registry import HOOKS
+from ..checkpoint_io import ATOMIC_BACKEND, AtomicLocalBackend
 
 _BUFFER_TAG = '__granvit_history_buffer__'
 _NDARRAY_TAG = '__granvit_ndarray__'
@@ -63,10 +69,28 @@ class WeightsOnlyCheckpointHook(Hook):
 
     Add it to ``custom_hooks`` (our ``default_runtime`` does). It touches only the non-weight parts of a
     checkpoint (``message_hub``, ``meta``, scheduler states); model and optimizer tensors are unchanged.
+
+    Args:
+        atomic: write the ``CheckpointHook``'s local checkpoints atomically (see the module docstring); a
+            ``CheckpointHook`` with its own ``backend_args`` / ``file_client_args`` (e.g. object storage) is
+            left as configured.
     """
     priority = 'VERY_LOW'  # after every other hook has added to the checkpoint
 
     _SANITISED_KEYS = ('message_hub', 'meta', 'param_schedulers', 'optimizer')
+
+    def __init__(self, atomic: bool = True) -> None:
+        self.atomic = atomic
+
+    def before_train(self, runner) -> None:
+        """Runs after ``CheckpointHook.before_train`` (same priority, registered later): swap its backend."""
+        if not self.atomic:
+            return
+        for hook in runner.hooks:
+            if (isinstance(hook, CheckpointHook) and hook.backend_args is None
+                    and hook.file_client_args is None and '://' not in str(hook.out_dir)):
+                hook.backend_args = dict(backend=ATOMIC_BACKEND)
+                hook.file_backend = AtomicLocalBackend()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         for key in self._SANITISED_KEYS:

@@ -7,7 +7,7 @@ from mmengine.evaluator import BaseMetric
 from torchvision.ops import box_iou
 
 from granvit_mm.registry import METRICS
-from granvit_mm.structures import parse_box
+from granvit_mm.core.box_text import parse_box
 from ._sample import sample_field
 
 __all__ = ['GroundingMetric', 'box_iou_or_zero']

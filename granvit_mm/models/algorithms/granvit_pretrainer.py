@@ -1,8 +1,10 @@
 """GranViT stage-1 pretraining: ViT + projector trained through a frozen LLM, plus region self-distillation.
 
-Follows mmpretrain's self-supervised algorithms and DINOv2: the EMA teacher lives inside the algorithm, and
-``DistillScheduleHook`` only carries the schedule (it sets the distillation factor and calls
-:meth:`GranViTPretrainer.update_teacher` after each optimiser step).
+Follows mmpretrain's self-supervised algorithms and DINOv2: the algorithm owns its EMA teacher and moves it
+after every optimiser step that moved the student (a torch optimiser step post-hook, so gradient
+accumulation, AMP's skipped steps and DDP wrappers need nothing else), with ``ema_momentum`` as the one
+source of the momentum. ``DistillScheduleHook`` only carries the optional warm-up of the loss weight; a
+config without it distils at full weight from the first step, as the paper does.
 
 EMA convention: the paper writes ``theta_t <- alpha * theta_t + (1 - alpha) * theta_s`` with alpha = 0.9;
 MMEngine's ``ExponentialMovingAverage`` takes ``momentum = 1 - alpha`` (``avg.lerp_(src, momentum)``), so the
@@ -10,13 +12,17 @@ paper's setting is ``momentum=0.1``.
 """
 import copy
 import os
+import weakref
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.model import BaseModel, ExponentialMovingAverage
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from granvit_mm.core.image_input import PIXEL_MEAN, PIXEL_STD
+from granvit_mm.core.paths import MissingPathError
+from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, granvit_token_kwargs
 from granvit_mm.registry import MODELS
-from ..utils.llm_loading import MissingPathError
 
 __all__ = ['GranViTPretrainer']
 
@@ -25,7 +31,7 @@ VIT_HINT = ('Set `vit_checkpoint` in the config or pass '
             'Produce it from a Hugging Face SigLIP2 directory with '
             '`python tools/model_converters/siglip2_to_granvit.py /path/to/siglip2-large-patch16-512 PATH`.')
 
-DEFAULT_PREPROCESSOR = dict(type='ImgDataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=False)
+DEFAULT_PREPROCESSOR = dict(type='ImgDataPreprocessor', mean=list(PIXEL_MEAN), std=list(PIXEL_STD), bgr_to_rgb=False)
 
 
 def check_pretrained(init_cfg: Optional[Union[dict, list]], hint: str = VIT_HINT) -> None:
@@ -47,26 +53,29 @@ class GranViTPretrainer(BaseModel):
     """Stage-1 algorithm: student ViT -> projector -> frozen-LLM caption loss, + EMA-teacher distillation.
 
     Args:
-        backbone: GranViT config; its last ``out_indices`` entry (``out_type='featmap'``) gives both the LLM's
-            visual tokens and the dense map for RoIAlign.
+        backbone: GranViT config; its output (``out_type='featmap'``) gives both the LLM's visual tokens and
+            the dense map for RoIAlign. Its ``out_indices`` and ``final_norm`` come from ``visual_layer``.
         head: ``RegionARHead`` config (the frozen LLM).
         projector: ``VisionProjector`` config; channels default to the ViT width and the LLM width.
         distill_loss: ``RegionDistillLoss`` config, or None to train without self-distillation.
-        ema_momentum: MMEngine EMA momentum (= 1 - paper alpha); the hook may override it per step.
+        ema_momentum: MMEngine EMA momentum (= 1 - paper alpha: alpha 0.9 -> 0.1), used after every
+            optimiser step that moves the student.
+        visual_layer: which block's output the visual tokens are, counted like HF ``hidden_states``
+            (-1: the last block, before the final LayerNorm; every patch token kept). The one definition shared
+            with stage 2 and the exports: :mod:`granvit_mm.core.visual_tokens`.
         blind: zero the (normalised) image before the ViT, so visual tokens carry no image information
             (the baseline that tells how much the LLM guesses from the prompt alone).
-        max_new_tokens: generation length in ``predict``.
         vit_path_hint: message when the backbone's Pretrained checkpoint is missing.
     """
 
     def __init__(self, backbone: dict, head: dict, projector: Optional[dict] = None,
                  distill_loss: Optional[dict] = dict(type='RegionDistillLoss'), ema_momentum: float = 0.1,
-                 blind: bool = False, max_new_tokens: int = 32, vit_path_hint: str = VIT_HINT,
+                 visual_layer: int = DEFAULT_VISUAL_LAYER, blind: bool = False, vit_path_hint: str = VIT_HINT,
                  data_preprocessor: Optional[dict] = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor or copy.deepcopy(DEFAULT_PREPROCESSOR),
                          init_cfg=init_cfg)
         check_pretrained(backbone.get('init_cfg'), vit_path_hint)
-        backbone = dict(backbone, out_type='featmap')
+        backbone = dict(backbone, out_type='featmap', **_token_settings(backbone, visual_layer))
         self.backbone = MODELS.build(backbone)
         self.head = MODELS.build(head)
         projector = dict(projector or dict(type='VisionProjector'))
@@ -76,14 +85,16 @@ class GranViTPretrainer(BaseModel):
                 projector[key] = value
         self.projector = MODELS.build(projector)
         self.blind = blind
-        self.max_new_tokens = max_new_tokens
         self.distill_loss = None if distill_loss is None else MODELS.build(distill_loss)
-        self.distill_factor = 1.0  # set by DistillScheduleHook (0 before the start, then a linear warm-up)
+        self.distill_factor = 1.0  # DistillScheduleHook may warm it up; without the hook: full weight
         self.teacher = None
         if self.distill_loss is not None:
+            if not 0.0 < ema_momentum <= 1.0:
+                raise ValueError(f'ema_momentum must be in (0, 1], got {ema_momentum}')
             self.teacher = ExponentialMovingAverage(self.backbone, momentum=ema_momentum)
             self.teacher.requires_grad_(False)
             self.teacher.eval()
+            _follow_optimizer_steps(self)
 
     # ------------------------------------------------------------------------------------------- teacher
     def init_weights(self) -> None:
@@ -102,13 +113,15 @@ class GranViTPretrainer(BaseModel):
         self.teacher.steps.fill_(1)
 
     @torch.no_grad()
-    def update_teacher(self, momentum: Optional[float] = None) -> None:
-        """teacher <- (1 - momentum) * teacher + momentum * student (called after each optimiser step)."""
-        if self.teacher is None:
-            return
-        if momentum is not None:
-            self.teacher.momentum = momentum
-        self.teacher.update_parameters(self.backbone)
+    def update_teacher(self) -> None:
+        """teacher <- (1 - momentum) * teacher + momentum * student (after each optimiser step)."""
+        if self.teacher is not None:
+            self.teacher.update_parameters(self.backbone)
+
+    def steps_student(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Whether ``optimizer`` updates the student ViT (so its step must move the teacher)."""
+        trainable = {id(p) for p in self.backbone.parameters() if p.requires_grad}
+        return any(id(p) in trainable for group in optimizer.param_groups for p in group['params'])
 
     def set_distill_factor(self, factor: float) -> None:
         self.distill_factor = float(factor)
@@ -149,30 +162,54 @@ class GranViTPretrainer(BaseModel):
 
     def distill_losses(self, inputs: torch.Tensor, featmap: torch.Tensor,
                        data_samples: Sequence) -> Dict[str, torch.Tensor]:
-        """``loss_distill`` = lambda * factor * MSE(teacher(crops) pooled, RoIAlign(student map)).
+        """``loss_distill`` and ``mse_distill`` of :class:`RegionDistillLoss` at the samples' distill boxes."""
+        boxes = [getattr(ds, 'distill_bboxes', torch.zeros(0, 4)) for ds in data_samples]
+        return self.distill_loss(self._images(inputs), featmap, boxes, self._teacher_featmap,
+                                 self.distill_factor)
 
-        Also logs the unweighted ``mse_distill``. Skipped (zero, graph kept for DDP) while the factor is 0
-        or the batch has no boxes.
-        """
-        boxes = [getattr(ds, 'gt_bboxes', torch.zeros(0, 4)) for ds in data_samples]
-        rois = self.distill_loss.rois(boxes).to(inputs.device)
-        zero = featmap.sum() * 0.0
-        if self.distill_factor <= 0 or rois.shape[0] == 0:
-            return dict(loss_distill=zero, mse_distill=zero.detach())
-        images = self._images(inputs)
-        with torch.no_grad():
-            crops = self.distill_loss.crops(images, rois)
-            target = self.distill_loss.teacher_regions(self.teacher.module(crops)[-1])
-        student = self.distill_loss.student_regions(featmap, rois, images.shape[-1])
-        mse = self.distill_loss(student, target)
-        weight = self.distill_loss.loss_weight * self.distill_factor
-        return dict(loss_distill=mse * weight, mse_distill=mse.detach())
+    def _teacher_featmap(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.teacher.module(crops)[-1]
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor, data_samples: Sequence, max_new_tokens: Optional[int] = None):
-        """Greedy answers to every task of every image, written to ``data_sample.pred_texts``."""
+        """Greedy answers to every task of every image, written to ``data_sample.pred_texts``.
+
+        ``max_new_tokens`` defaults to the head's.
+        """
         embeds = self.visual_embeds(self.extract_feat(inputs))
-        answers = self.head.predict(embeds, data_samples, max_new_tokens or self.max_new_tokens)
+        answers = self.head.predict(embeds, data_samples, max_new_tokens)
         for ds, texts in zip(data_samples, answers):
             ds.pred_texts = texts
         return data_samples
+
+
+def _token_settings(backbone: dict, visual_layer: int) -> dict:
+    """The backbone's ``out_indices``/``final_norm`` for ``visual_layer``; a config that sets them otherwise
+    would train tokens that stage 2 and the exports cannot reproduce, so it is an error."""
+    settings = granvit_token_kwargs(visual_layer)
+    given = {k: backbone[k] for k in settings if k in backbone}
+    if isinstance(given.get('out_indices'), (list, tuple)) and len(given['out_indices']) == 1:
+        given['out_indices'] = given['out_indices'][0]
+    clash = {k: v for k, v in given.items() if v != settings[k]}
+    if clash:
+        raise ValueError(f'backbone {clash} contradicts visual_layer={visual_layer} ({settings}): set the visual '
+                         'tokens with model.visual_layer only (granvit_mm/core/visual_tokens.py)')
+    return settings
+
+
+def _follow_optimizer_steps(model: GranViTPretrainer) -> None:
+    """Register a global optimiser step post-hook that moves ``model``'s teacher after each step of an
+    optimiser that holds its student's parameters.
+
+    The hook fires only when ``optimizer.step()`` really runs: not on accumulation micro-steps, not on AMP
+    steps skipped for inf gradients, and identically on every DDP rank. It holds the model weakly and is
+    removed when the model is garbage-collected.
+    """
+    ref = weakref.ref(model)
+
+    def hook(optimizer, args, kwargs):
+        owner = ref()
+        if owner is not None and owner.training and owner.steps_student(optimizer):
+            owner.update_teacher()
+
+    weakref.finalize(model, register_optimizer_step_post_hook(hook).remove)

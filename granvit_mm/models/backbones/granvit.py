@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch.utils.checkpoint import checkpoint
 
+from granvit_mm.core.siglip_keys import resize_pos_embed, square_grid
 from granvit_mm.registry import MODELS
-from .siglip2_checkpoint import resize_pos_embed, square_grid
+from .pretrained_check import check_pretrained_init
 
 OUT_TYPES = ('raw', 'featmap', 'avg_featmap')
 
@@ -232,6 +233,13 @@ class GranViT(BaseModule):
                 raise IndexError(f'block index {i} out of range for {self.num_layers} layers')
             parsed.append(j)
         return tuple(parsed)
+
+    def init_weights(self) -> None:
+        """MMEngine's init, after checking that a ``Pretrained`` checkpoint really fits (MMEngine would only
+        warn and train from random weights)."""
+        if not self._is_init:
+            check_pretrained_init(self, self.init_cfg)
+        super().init_weights()
 
     def _default_init(self):
         """Init for training from scratch (tests, tiny runs); a Pretrained init_cfg overwrites it."""

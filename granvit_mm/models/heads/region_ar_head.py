@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
+from granvit_mm.core.chat_format import IGNORE_INDEX, IMAGE_TOKEN_INDEX, ChatTemplateEncoder
+from granvit_mm.core.paths import check_path
 from granvit_mm.registry import MODELS
-from ..utils.chat_template import ChatTemplateEncoder
-from ..utils.llm_loading import check_path, load_llm, load_tokenizer
-from ..utils.packing import IGNORE_INDEX, IMAGE_TOKEN_INDEX, collate_packed, pack_turns, shared_prefix_mask
+from ..utils.llm_loading import load_llm, load_tokenizer
+from ..utils.packing import collate_packed, pack_turns, shared_prefix_mask
 
 __all__ = ['RegionARHead']
 
@@ -90,7 +91,7 @@ class RegionARHead(BaseModule):
         seqs = []
         for image_tasks in tasks:
             turns = [self.chat.turn(t['question'], t['answer']) for t in image_tasks]
-            seqs.append(pack_turns(self.chat.prefix_ids, num_visual_tokens, [], turns, self.max_length))
+            seqs.append(pack_turns(self.chat.prefix_ids, num_visual_tokens, turns, self.max_length))
         return collate_packed(seqs, self.pad_id)
 
     def embed(self, visual_embeds: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

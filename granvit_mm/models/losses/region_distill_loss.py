@@ -1,6 +1,7 @@
 """Region self-distillation (GRANVIT.md): MSE(teacher(crop), RoIAlign(student(image), box)).
 
-Geometry, all in one place so it can be tested against a known answer:
+The loss owns its geometry and its weight, so it can be tested against a known answer and the algorithm
+only hands it the images, the student's dense map, the boxes and the teacher:
 - crops: the normalised input image cut at each box and resized to ``crop_size`` in ONE batched
   ``roi_align`` (aligned=True, adaptive sampling_ratio=0: every output pixel averages the input pixels under
   it when downscaling, i.e. an antialiased resize, and samples bilinearly when upscaling);
@@ -8,7 +9,7 @@ Geometry, all in one place so it can be tested against a known answer:
 - student: the student's dense map RoIAligned at the same boxes to ``roi_size`` (aligned=True, spatial scale
   = feature width / image width, i.e. 1 / patch_size).
 """
-from typing import List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ def _roi_align(x: torch.Tensor, rois: torch.Tensor, size: int, scale: float) -> 
 
 @MODELS.register_module()
 class RegionDistillLoss(nn.Module):
-    """The region-level self-distillation loss and the crop/RoI geometry it needs.
+    """The region-level self-distillation loss, its crop/RoI geometry and its weight.
 
     Args:
         crop_size: side of the teacher's input crops (paper: unspecified; ours 224).
@@ -84,6 +85,29 @@ class RegionDistillLoss(nn.Module):
             return x.float()
         return F.layer_norm(x.float().movedim(1, -1), (x.shape[1], )).movedim(-1, 1)
 
-    def forward(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Unweighted MSE of (K, C, r, r) grids; the algorithm applies ``loss_weight`` and the warm-up."""
+    def mse(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Unweighted MSE of (K, C, r, r) region grids (the target takes no gradient)."""
         return F.mse_loss(self._norm(student), self._norm(target.detach()))
+
+    def forward(self, images: torch.Tensor, featmap: torch.Tensor, boxes: Sequence[torch.Tensor],
+                teacher: Callable[[torch.Tensor], torch.Tensor], factor: float = 1.0) -> Dict[str, torch.Tensor]:
+        """``loss_distill`` = loss_weight * factor * MSE, and the unweighted ``mse_distill`` for the log.
+
+        Args:
+            images: (B, 3, S, S) normalised images the student saw.
+            featmap: (B, C, h, w) the student's dense map of them.
+            boxes: per image (M_i, 4) xyxy boxes in input pixels.
+            teacher: crops (K, 3, c, c) -> the teacher's (K, C, hc, wc) dense maps; run without gradient.
+            factor: the schedule's multiplier of ``loss_weight`` (0 skips the teacher forward).
+
+        While the factor is 0 or the batch has no boxes both values are a zero that keeps the student's
+        graph (DDP needs every parameter in it).
+        """
+        rois = self.rois(boxes).to(images.device)
+        zero = featmap.sum() * 0.0
+        if factor <= 0 or rois.shape[0] == 0:
+            return dict(loss_distill=zero, mse_distill=zero.detach())
+        with torch.no_grad():
+            target = self.teacher_regions(teacher(self.crops(images, rois)))
+        mse = self.mse(self.student_regions(featmap, rois, images.shape[-1]), target)
+        return dict(loss_distill=mse * (self.loss_weight * factor), mse_distill=mse.detach())

@@ -1,4 +1,3 @@
-"""Helpers of the models: shared-prefix packing, the XTuner-compatible chat template, LLM loading."""
-from .chat_template import DEFAULT_IMAGE_TOKEN, QWEN_CHAT, ChatTemplateEncoder  # noqa: F401
-from .packing import (IGNORE_INDEX, IMAGE_TOKEN_INDEX, collate_packed, pack_turns,  # noqa: F401
-                      shared_prefix_mask)
+"""Helpers of the stage-1 model: shared-prefix packing and LLM loading (contracts live in granvit_mm.core)."""
+from .llm_loading import load_llm, load_tokenizer, resolve_dtype  # noqa: F401
+from .packing import PAD_SEGMENT, collate_packed, pack_turns, shared_prefix_mask  # noqa: F401

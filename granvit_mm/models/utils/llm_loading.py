@@ -3,7 +3,6 @@
 A real Qwen2.5 checkpoint and our locally built tiny Qwen2 take the same path. Missing paths fail at model
 build time, before any data is read, with a message that says what to set.
 """
-import os
 from typing import Optional, Union
 
 import torch
@@ -11,17 +10,6 @@ import torch
 _DTYPES = {'float32': torch.float32, 'fp32': torch.float32, 'bfloat16': torch.bfloat16,
            'bf16': torch.bfloat16,
            'float16': torch.float16, 'fp16': torch.float16}
-
-
-class MissingPathError(FileNotFoundError):
-    """A configured input (checkpoint, LLM, data) is missing; the message says what to set or run."""
-
-
-def check_path(path: Optional[str], what: str, how: str) -> str:
-    """Raise MissingPathError naming the config key and the command that produces ``path``."""
-    if not path or not os.path.exists(os.path.expanduser(path)):
-        raise MissingPathError(f'{what} not found at {path!r}. {how}')
-    return os.path.expanduser(path)
 
 
 def resolve_dtype(dtype: Union[None, str, torch.dtype]) -> Optional[torch.dtype]:

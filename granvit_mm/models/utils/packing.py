@@ -14,12 +14,12 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
-IGNORE_INDEX = -100
-IMAGE_TOKEN_INDEX = -200  # XTuner's placeholder id for the image in ``input_ids``
+from granvit_mm.core.chat_format import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+
 PAD_SEGMENT = -1
 
 
-def pack_turns(prefix_ids: Sequence[int], num_image_tokens: int, suffix_ids: Sequence[int],
+def pack_turns(prefix_ids: Sequence[int], num_image_tokens: int,
                turns: Sequence[Tuple[Sequence[int], Sequence[int]]],
                max_length: int = 0) -> Dict[str, List[int]]:
     """Lay out one image's turns after a shared prefix.
@@ -27,7 +27,6 @@ def pack_turns(prefix_ids: Sequence[int], num_image_tokens: int, suffix_ids: Seq
     Args:
         prefix_ids: text tokens before the image (system + user start).
         num_image_tokens: how many visual tokens replace the image placeholder.
-        suffix_ids: text tokens right after the image that belong to the prefix (usually empty).
         turns: per turn ``(ids, labels)`` of equal length; labels are IGNORE_INDEX where no loss is taken.
         max_length: drop trailing turns that would make the sequence longer (0: no limit); at least one
             turn is always kept, so the caller sees an over-long single turn rather than silent loss.
@@ -36,7 +35,7 @@ def pack_turns(prefix_ids: Sequence[int], num_image_tokens: int, suffix_ids: Seq
         dict of equal-length lists ``input_ids`` (image positions hold IMAGE_TOKEN_INDEX), ``labels``,
         ``position_ids``, ``segment_ids``.
     """
-    prefix = list(prefix_ids) + [IMAGE_TOKEN_INDEX] * num_image_tokens + list(suffix_ids)
+    prefix = list(prefix_ids) + [IMAGE_TOKEN_INDEX] * num_image_tokens
     p = len(prefix)
     out = dict(input_ids=list(prefix), labels=[IGNORE_INDEX] * p, position_ids=list(range(p)),
                segment_ids=[0] * p)

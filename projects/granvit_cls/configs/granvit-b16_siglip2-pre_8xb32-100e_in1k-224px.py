@@ -5,7 +5,6 @@ _base_ = [
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['granvit_mm'], allow_failed_imports=False)
 pretrained = 'checkpoints/granvit-b16.pth'
 
 model = dict(

@@ -3,7 +3,6 @@ _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     'mmdet::common/lsj-100e_coco-detection.py',
 ]
-custom_imports = dict(imports=['granvit_mm'], allow_failed_imports=False)
 
 image_size = (1024, 1024)
 pretrained = 'checkpoints/granvit-b16.pth'

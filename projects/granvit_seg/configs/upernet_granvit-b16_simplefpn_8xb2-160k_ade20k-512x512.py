@@ -5,7 +5,6 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
-custom_imports = dict(imports=['granvit_mm'], allow_failed_imports=False)
 
 crop_size = (512, 512)
 pretrained = 'checkpoints/granvit-b16.pth'

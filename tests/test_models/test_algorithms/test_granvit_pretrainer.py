@@ -4,8 +4,8 @@ import copy
 import pytest
 import torch
 
-from granvit_mm.models.utils.tiny_llm import save_tiny_llm
-from granvit_mm.prompts import bbox2caption_question
+from granvit_mm.toy.tiny_llm import save_tiny_llm
+from granvit_mm.core.prompts import bbox2caption_question
 from granvit_mm.registry import MODELS
 from granvit_mm.structures import GranDataSample
 
@@ -36,7 +36,7 @@ def _batch(model, n=2, seed=0):
                         answer='a red circle', box=[0.25, 0.25, 0.75, 0.75], region=0),
                    dict(task='bbox2caption', question=bbox2caption_question([0.0, 0.0, 0.5, 0.5]),
                         answer='a blue star' * (i + 1), box=[0.0, 0.0, 0.5, 0.5], region=1)]
-        s.gt_bboxes = torch.tensor([[8., 8., 24., 24.], [0., 0., 16., 16.], [0., 0., 8., 8.]])[:3 - i]
+        s.distill_bboxes = torch.tensor([[8., 8., 24., 24.], [0., 0., 16., 16.], [0., 0., 8., 8.]])[:3 - i]
         samples.append(s)
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), training=True)
 
@@ -69,7 +69,8 @@ def test_teacher_follows_ema_formula(llm_dir):
     with torch.no_grad():
         for p in model.backbone.parameters():
             p.add_(torch.randn_like(p))
-    model.update_teacher(0.1)  # paper alpha 0.9
+    assert model.teacher.momentum == 0.1  # paper alpha 0.9, from the model's one setting
+    model.update_teacher()
     student = model.backbone.state_dict()
     for k, v in model.teacher.module.state_dict().items():
         torch.testing.assert_close(v, 0.9 * before[k] + 0.1 * student[k], atol=1e-6, rtol=1e-6)
@@ -78,6 +79,51 @@ def test_teacher_follows_ema_formula(llm_dir):
     fresh.load_state_dict(model.teacher.module.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(model.teacher.module(crops)[-1], fresh(crops)[-1])
+
+
+def _optim_wrapper(model, accumulative_counts=1):
+    from mmengine.optim import OptimWrapper
+    params = [p for p in model.parameters() if p.requires_grad]
+    return OptimWrapper(torch.optim.SGD(params, lr=0.5), accumulative_counts=accumulative_counts)
+
+
+@pytest.mark.parametrize('accumulate', [1, 2])
+def test_teacher_moves_after_each_optimizer_step_without_any_hook(llm_dir, accumulate):
+    """The algorithm owns the teacher: a plain train_step (no DistillScheduleHook) moves it once per real
+    optimiser step, by the model's own ema_momentum, and never between accumulation micro-steps."""
+    model = MODELS.build(_cfg(llm_dir, ema_momentum=0.25))
+    model.init_weights()
+    model.train()
+    wrapper = _optim_wrapper(model, accumulate)
+    wrapper.initialize_count_status(model, 0, 4)
+    key = 'layers.0.attn.qkv.weight'
+    for it in range(4):
+        teacher_before = model.teacher.module.state_dict()[key].clone()
+        student_before = model.backbone.state_dict()[key].clone()
+        model.train_step(_batch(model, seed=it), wrapper)
+        teacher_after = model.teacher.module.state_dict()[key]
+        stepped = (it + 1) % accumulate == 0
+        assert int(model.teacher.steps) == 1 + (it + 1) // accumulate
+        if stepped:
+            student = model.backbone.state_dict()[key]
+            assert not torch.equal(student, student_before)
+            torch.testing.assert_close(teacher_after, 0.75 * teacher_before + 0.25 * student)
+        else:
+            torch.testing.assert_close(teacher_after, teacher_before, rtol=0, atol=0)
+
+
+def test_other_optimizers_and_eval_mode_leave_teacher(llm_dir):
+    model = MODELS.build(_cfg(llm_dir))
+    model.init_weights()
+    steps = int(model.teacher.steps)
+    other = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(other.parameters(), lr=0.1)
+    other(torch.ones(1, 2)).sum().backward()
+    model.train()
+    opt.step()  # an optimiser that does not hold the student
+    model.eval()
+    _optim_wrapper(model).optimizer.step()  # the student's optimiser, but the model is not training
+    assert int(model.teacher.steps) == steps
 
 
 def test_pretrained_init_reaches_teacher(llm_dir, tmp_path):
@@ -121,7 +167,7 @@ def test_blind_ignores_the_image(llm_dir):
 
 
 def test_predict_writes_pred_texts(llm_dir):
-    model = MODELS.build(_cfg(llm_dir, max_new_tokens=3)).eval()
+    model = MODELS.build(_cfg(llm_dir, head=dict(type='RegionARHead', llm_path=llm_dir, max_new_tokens=3))).eval()
     data = model.data_preprocessor(_raw(), training=False)
     out = model(**data, mode='predict')
     assert [len(s.pred_texts) for s in out] == [2, 2]

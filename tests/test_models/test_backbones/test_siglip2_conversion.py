@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from granvit_mm.models.backbones import GranViT
-from granvit_mm.models.backbones.siglip2_checkpoint import (convert_siglip_vision, granvit_kwargs,
+from granvit_mm.core.siglip_keys import (convert_siglip_vision, granvit_kwargs,
                                                             linear_to_conv_patch_weight, resize_pos_embed,
                                                             strip_vision_prefix)
 
@@ -225,3 +225,27 @@ def test_prefix_and_unknown_keys():
     bad['vision_model.encoder.extra.weight'] = torch.zeros(1)
     with pytest.raises(KeyError):
         convert_siglip_vision(bad)
+
+
+def test_granvit_to_siglip_round_trip_and_loads_in_hf():
+    """The reverse key map: GranViT -> HF SiglipVisionModel keys -> GranViT is exact, and HF loads it."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+    from granvit_mm.core.siglip_keys import convert_siglip_vision, granvit_to_siglip_vision
+    from granvit_mm.models.backbones import GranViT
+    vit = GranViT(arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64), img_size=32,
+                  patch_size=8)
+    hf_sd = granvit_to_siglip_vision(vit.state_dict())
+    back = convert_siglip_vision(hf_sd)
+    assert set(back) == set(vit.state_dict())
+    for k, v in vit.state_dict().items():
+        torch.testing.assert_close(back[k], v, rtol=0, atol=0)
+    hf = SiglipVisionModel(SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                              num_attention_heads=2, image_size=32, patch_size=8,
+                                              vision_use_head=False))
+    missing, unexpected = hf.load_state_dict(hf_sd, strict=False)
+    assert unexpected == [] and [k for k in missing if 'position_ids' not in k] == []
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ours = vit.eval()(x)[-1].flatten(2).transpose(1, 2)
+        theirs = hf.eval()(pixel_values=x).last_hidden_state
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

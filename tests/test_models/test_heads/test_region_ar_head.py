@@ -2,11 +2,11 @@
 import pytest
 import torch
 
+from granvit_mm.core.chat_format import IGNORE_INDEX, IMAGE_TOKEN_INDEX, QWEN_CHAT
+from granvit_mm.core.prompts import bbox2caption_question, global_caption_question
 from granvit_mm.models.heads import RegionARHead
-from granvit_mm.models.utils import (IGNORE_INDEX, IMAGE_TOKEN_INDEX, QWEN_CHAT, collate_packed, pack_turns,
-                                     shared_prefix_mask)
-from granvit_mm.models.utils.tiny_llm import save_tiny_llm
-from granvit_mm.prompts import bbox2caption_question, global_caption_question
+from granvit_mm.models.utils import collate_packed, pack_turns, shared_prefix_mask
+from granvit_mm.toy.tiny_llm import save_tiny_llm
 
 TASKS = [
     [dict(task='global_caption', question=global_caption_question(), answer='an image with a red circle'),
@@ -96,10 +96,10 @@ def test_plain_causal_packing_would_differ(llm_dir):
 
 
 def test_mask_layout():
-    seq = pack_turns([5, 6], 2, [], [([1, 2], [IGNORE_INDEX, 2]), ([3], [3])])
+    seq = pack_turns([5, 6], 2, [([1, 2], [IGNORE_INDEX, 2]), ([3], [3])])
     assert seq['segment_ids'] == [0, 0, 0, 0, 1, 1, 2]
     assert seq['position_ids'] == [0, 1, 2, 3, 4, 5, 4]
-    batch = collate_packed([seq, pack_turns([5], 1, [], [([1], [1])])])
+    batch = collate_packed([seq, pack_turns([5], 1, [([1], [1])])])
     allowed = shared_prefix_mask(batch['segment_ids'])[:, 0] == 0
     assert allowed[0, 6].tolist() == [True, True, True, True, False, False, True]  # turn 2 skips turn 1
     assert allowed[0, 5].tolist() == [True] * 6 + [False]
@@ -107,9 +107,9 @@ def test_mask_layout():
 
 
 def test_max_length_drops_trailing_turns():
-    seq = pack_turns([5], 2, [], [([1, 2], [1, 2]), ([3, 4], [3, 4]), ([5], [5])], max_length=7)
+    seq = pack_turns([5], 2, [([1, 2], [1, 2]), ([3, 4], [3, 4]), ([5], [5])], max_length=7)
     assert seq['segment_ids'] == [0, 0, 0, 1, 1, 2, 2]  # the first turn beyond the limit stops packing
-    seq = pack_turns([5], 2, [], [([1, 2, 3, 4, 5, 6], [1] * 6)], max_length=4)
+    seq = pack_turns([5], 2, [([1, 2, 3, 4, 5, 6], [1] * 6)], max_length=4)
     assert len(seq['input_ids']) == 9  # one turn is always kept
 
 

@@ -177,3 +177,31 @@ def granvit_kwargs(vision_sd: Mapping[str, torch.Tensor], config: Optional[Mappi
     if is_naflex(vision_sd):
         kwargs.update(interpolate_mode='bilinear', interpolate_antialias=True)
     return kwargs
+
+
+def granvit_to_siglip_vision(state_dict: Mapping[str, torch.Tensor],
+                             prefix: str = 'vision_model.') -> Dict[str, torch.Tensor]:
+    """GranViT state dict -> HF ``SiglipVisionModel`` state dict (the inverse of ``convert_siglip_vision``).
+
+    The patch embedding stays a Conv2d (SigLIP's layout, which ``SiglipVisionModel`` loads); the attention
+    pool head is not produced, so load with ``vision_use_head=False``. Keys outside the ViT (e.g. a
+    ``backbone.`` prefix) must be stripped by the caller.
+    """
+    sd = dict(state_dict)
+    out: Dict[str, torch.Tensor] = {
+        'embeddings.patch_embedding.weight': sd['patch_embed.weight'],
+        'embeddings.patch_embedding.bias': sd['patch_embed.bias'],
+        'embeddings.position_embedding.weight': sd['pos_embed'].reshape(-1, sd['pos_embed'].shape[-1]),
+        'post_layernorm.weight': sd['norm.weight'],
+        'post_layernorm.bias': sd['norm.bias'],
+    }
+    layers = {int(k.split('.')[1]) for k in sd if k.startswith('layers.')}
+    for i in sorted(layers):
+        dst = f'encoder.layers.{i}.'
+        for kind in ('weight', 'bias'):
+            q, k, v = sd[f'layers.{i}.attn.qkv.{kind}'].chunk(3, dim=0)
+            for name, part in zip('qkv', (q, k, v)):
+                out[f'{dst}self_attn.{name}_proj.{kind}'] = part
+            for hf_name, name in _LAYER_MAP.items():
+                out[f'{dst}{hf_name}.{kind}'] = sd[f'layers.{i}.{name}.{kind}']
+    return {prefix + k: v.detach().clone().contiguous() for k, v in out.items()}

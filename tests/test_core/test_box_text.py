@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from granvit_mm import prompts
-from granvit_mm.structures import BOX_STYLES, box_quantum, format_box, parse_box
+from granvit_mm.core import prompts
+from granvit_mm.core.box_text import BOX_STYLES, box_quantum, format_box, parse_box
 
 
 def test_default_style_matches_the_documented_text():

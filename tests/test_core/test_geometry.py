@@ -1,6 +1,6 @@
 import numpy as np
 
-from granvit_mm.structures import SquareGeometry, pad_to_square, square_resize
+from granvit_mm.core.geometry import SquareGeometry, pad_to_square, square_resize
 
 
 def test_pad_is_right_bottom_and_keeps_pixels():

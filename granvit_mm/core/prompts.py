@@ -1,7 +1,7 @@
 """The paper's prompts, word for word (GRANVIT.md). Stage 1 (MMEngine) and stage 2 (XTuner) both use these."""
 from typing import Sequence
 
-from .structures.box_text import format_box
+from .box_text import format_box
 
 GLOBAL_CAPTION_PROMPT = 'Describe in detail what is shown in the image in one paragraph'
 BBOX2CAPTION_PROMPT = ('Describe the content contained within the normalized bounding box coordinates {bbox} '

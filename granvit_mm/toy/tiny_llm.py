@@ -12,6 +12,11 @@ from typing import Iterable, List, Optional, Sequence
 
 import torch
 
+from granvit_mm.core.box_text import format_box
+from granvit_mm.core.chat_format import chat_text
+from granvit_mm.core.prompts import (bbox2caption_question, caption2bbox_answer, caption2bbox_question,
+                                     global_caption_question)
+
 SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
 # Qwen2's pre-tokenizer split: digits one by one, which keeps box text like 0.125 compositional.
 QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
@@ -56,14 +61,6 @@ def build_tiny_qwen2(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_
     return Qwen2ForCausalLM(config)
 
 
-def chat_text(question: str, answer: str, template: Optional[dict] = None) -> str:
-    """One text-only single-turn conversation in an XTuner template (qwen_chat by default)."""
-    from .chat_template import QWEN_CHAT
-    t = template or QWEN_CHAT
-    return t['INSTRUCTION'].format(input=question, round=1) + answer + (t.get('SUFFIX') or '') + \
-        (t.get('SEP') or '')
-
-
 def pretrain_lm(model, tokenizer, texts: Sequence[str], steps: int = 300, batch_size: int = 16,
                 seq_len: int = 128, lr: float = 3e-3, seed: int = 0, log_every: int = 50) -> List[float]:
     """Next-token pretraining on ``texts`` cut into ``seq_len`` blocks (cosine lr); returns the losses."""
@@ -106,9 +103,6 @@ def region_chat_corpus(records: Iterable[dict], box_style: str = 'decimal3', wit
     context-free answers learns to ignore it. Off by default: 800 steps of a 2-layer, 64-wide Qwen2 did not
     learn to copy from such context (tried; docs/pretraining.md).
     """
-    from granvit_mm.prompts import (bbox2caption_question, caption2bbox_answer, caption2bbox_question,
-                                    global_caption_question)
-    from granvit_mm.structures import format_box
     rng = random.Random(seed)
     texts = []
     for rec in records:

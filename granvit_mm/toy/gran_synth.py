@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .gran_format import dump_record, make_record
+from granvit_mm.core.gran_record import dump_record, make_record
 
 GENERATOR_VERSION = 1
 COLOURS: Dict[str, Tuple[int, int, int]] = {

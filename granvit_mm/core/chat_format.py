@@ -9,9 +9,9 @@ turn without loss.
 """
 from typing import Dict, List, Optional, Tuple
 
-from .packing import IGNORE_INDEX
-
 DEFAULT_IMAGE_TOKEN = '<image>'  # xtuner.utils.DEFAULT_IMAGE_TOKEN
+IMAGE_TOKEN_INDEX = -200  # xtuner.utils.IMAGE_TOKEN_INDEX: the image placeholder id in ``input_ids``
+IGNORE_INDEX = -100  # xtuner.utils.IGNORE_INDEX: labels that take no loss
 
 # Copy of xtuner.utils.PROMPT_TEMPLATE.qwen_chat (xtuner 0.2.0), kept here so stage 1 needs no XTuner.
 QWEN_CHAT = dict(
@@ -75,3 +75,10 @@ class ChatTemplateEncoder:
             if len(enc) == 1 and enc[0] not in ids:
                 ids.append(enc[0])
         return ids
+
+
+def chat_text(question: str, answer: str, template: Optional[Dict] = None) -> str:
+    """One text-only single-turn conversation in an XTuner template (qwen_chat by default)."""
+    t = template or QWEN_CHAT
+    return t['INSTRUCTION'].format(input=question, round=1) + answer + (t.get('SUFFIX') or '') + \
+        (t.get('SEP') or '')

@@ -1,0 +1,29 @@
+"""The one image pre-processing equals what stage 1's pipeline + data preprocessor feed the ViT."""
+import numpy as np
+import pytest
+import torch
+
+from granvit_mm.core.image_input import PIXEL_MEAN, to_model_input
+
+
+def test_equals_stage1_pipeline_and_preprocessor():
+    from granvit_mm.datasets.transforms import GranSquareResize
+    from granvit_mm.models.algorithms.granvit_pretrainer import DEFAULT_PREPROCESSOR
+    from granvit_mm.registry import MODELS
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (37, 90, 3), dtype=np.uint8)  # non-square, odd size
+    x, geom = to_model_input(img, 64)
+    stage1 = GranSquareResize(size=64)(dict(img=img))['img']
+    pre = MODELS.build(DEFAULT_PREPROCESSOR)
+    ref = pre(dict(inputs=[torch.from_numpy(stage1.transpose(2, 0, 1).copy())]), training=False)['inputs'][0]
+    torch.testing.assert_close(torch.from_numpy(x), ref, rtol=0, atol=1e-6)
+    assert (geom.height, geom.width, geom.size) == (37, 90, 64)
+    # the padded bottom rows hold the pad colour, which normalises to about 0
+    assert abs(float(x[:, -1].mean())) < 0.01 and PIXEL_MEAN[0] == 127.5
+
+
+@pytest.mark.parametrize('bad', [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8),
+                                 np.zeros((8, 8, 3), np.float32)])
+def test_rejects_non_rgb_uint8(bad):
+    with pytest.raises(ValueError, match='RGB uint8'):
+        to_model_input(bad, 16)
