@@ -61,8 +61,24 @@ class SynthConfig:
     image_format: str = 'png'
 
 
+ATTRIBUTES = ('size', 'colour', 'texture', 'shape')
+
+
 def object_caption(size: str, colour: str, texture: str, shape: str) -> str:
     return f'a {size} {colour} {texture} {shape}'
+
+
+def object_attributes(caption: str) -> Optional[Dict[str, str]]:
+    """The attributes an object caption names (the inverse of ``object_caption``), or None for other text.
+
+    The labels of the region probe (``tools/analysis_tools/region_probe.py``).
+    """
+    words = caption.split()
+    if len(words) != 5 or words[0] != 'a':
+        return None
+    attrs = dict(zip(ATTRIBUTES, words[1:]))
+    pools = dict(size=SIZES, colour=COLOURS, texture=TEXTURES, shape=SHAPES)
+    return attrs if all(attrs[k] in pools[k] for k in ATTRIBUTES) else None
 
 
 def _position_words(box: List[float], w: int, h: int) -> str:
