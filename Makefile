@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The tiny training run uses both cores (about 0.27 s an iteration measured with 2 threads).
 DEMO_THREADS ?= 2
 
-.PHONY: setup demo test data tiny-llm clean
+.PHONY: setup demo test data tiny-llm clean demo-deps web-demo
 
 setup:
 	bash tools/setup_env.sh
@@ -20,6 +20,14 @@ tiny-llm: data
 # The main job on the embedded default: stage-1 GranViT pretraining of a tiny model on GranSynth.
 demo: tiny-llm
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) tools/train.py configs/granvit_pretrain_tiny.py --work-dir work_dirs/granvit_pretrain_tiny
+
+# Optional: Gradio + selenium for the web demo and its browser test (requirements/demo.txt).
+demo-deps: setup
+	$(PY) -m pip install -q -r requirements/demo.txt -c requirements/constraints.txt
+
+# Web demo on the tiny checkpoint that `make demo` trains: http://127.0.0.1:7860
+web-demo: demo-deps
+	$(PY) tools/web_demo.py
 
 test: setup
 	$(PY) -m pytest tests -q

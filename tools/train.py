@@ -10,6 +10,7 @@ with MMEngine's FlexibleRunner and its strategy.
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
@@ -21,6 +22,7 @@ import granvit_mm.models  # noqa: F401
 from granvit_mm.core.paths import MissingPathError
 from granvit_mm.engine.checkpoint_io import latest_checkpoint
 from granvit_mm.engine.dist import setup_distributed
+from granvit_mm.engine.faults import describe_stop
 
 
 def parse_args():
@@ -95,7 +97,12 @@ def main():
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     except MissingPathError as err:  # a missing checkpoint / LLM: the message says what to set or run
         raise SystemExit(f'[granvit] {err}')
-    runner.train()
+    try:
+        runner.train()
+    except Exception as err:  # say what stopped the run and what --resume will take, then re-raise
+        if runner.rank == 0:
+            print(describe_stop(err, runner.work_dir, runner.iter), file=sys.stderr, flush=True)
+        raise
 
 
 if __name__ == '__main__':

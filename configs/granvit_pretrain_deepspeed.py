@@ -1,0 +1,27 @@
+# GranViT stage 1, the paper recipe on MMEngine's FlexibleRunner + DeepSpeedStrategy (ZeRO stage 2: AdamW states
+# and gradients sharded, bf16). Needs `pip install deepspeed` (not in the pinned stack) and GPUs: DeepSpeed's CPU
+# accelerator needs Intel's extension / oneCCL (docs/distributed.md).
+#   bash tools/dist_train.sh configs/granvit_pretrain_deepspeed.py 8
+_base_ = ['./granvit_pretrain.py']
+
+runner_type = 'FlexibleRunner'
+strategy = dict(
+    type='DeepSpeedStrategy',
+    fp16=dict(enabled=False),
+    bf16=dict(enabled=True),
+    zero_optimization=dict(
+        stage=2,
+        allgather_partitions=True,
+        reduce_scatter=True,
+        allgather_bucket_size=int(5e8),
+        reduce_bucket_size=int(5e8),
+        overlap_comm=True,
+        contiguous_gradients=True),
+    gradient_clipping=1.0,
+    # checkpoints without the frozen LLM (it is rebuilt from model.head.llm_path)
+    exclude_frozen_parameters=True)
+# DeepSpeed owns the optimiser step, AMP and clipping: MMEngine's DeepSpeedOptimWrapper replaces AmpOptimWrapper.
+optim_wrapper = dict(
+    _delete_=True,
+    type='DeepSpeedOptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-5, betas=(0.9, 0.999), weight_decay=0.05))

@@ -1,0 +1,15 @@
+import os.path as osp
+import sys
+
+import pytest
+
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'test_apis'))
+from stage1_assets import make_stage1_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def demo_inferencer(tmp_path_factory):
+    from granvit_mm.apis import GranViTInferencer
+    assets = make_stage1_checkpoint(str(tmp_path_factory.mktemp('stage1')))
+    return GranViTInferencer(assets['config'], assets['checkpoint'], llm_path=assets['llm_path'],
+                             max_pixels=1_000_000)

@@ -1,0 +1,235 @@
+"""Stage-2 evaluation: hand-checked metric values, RefCOCO files, a tiny XTuner LLaVA model, and the tool."""
+import importlib.util
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from granvit_mm.toy.tiny_llm import region_chat_corpus, toy_records, train_tokenizer
+from granvit_mm.xtuner.stage2_eval import (build_eval_dataset, evaluate_stage2, format_metrics, load_stage2,
+                                           load_stage2_state_dict, predict, score)
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+W, H = 40, 30
+# normalised by the padded side 40: A = [0.05, 0.075, 0.5, 0.625], B = [0.25, 0.0, 1.0, 0.75]
+RECORD = dict(image='a.png', width=W, height=H, source='test', caption='a picture',
+              regions=[dict(bbox=[2, 3, 20, 25], caption='a red square'),
+                       dict(bbox=[10, 0, 40, 30], caption='a blue circle')])
+
+
+@pytest.fixture(scope='module')
+def tokenizer():
+    return train_tokenizer(region_chat_corpus(toy_records(16)), vocab_size=400)
+
+
+@pytest.fixture(scope='module')
+def synth_dir(tmp_path_factory):
+    from granvit_mm.toy.gran_synth import generate
+    out = str(tmp_path_factory.mktemp('gran_synth'))
+    generate(out, num_train=4, num_val=3, image_size=96, seed=5)
+    return out
+
+
+def _write(root, records, name='val.jsonl'):
+    with open(osp.join(root, name), 'w') as f:
+        for r in records:
+            f.write(json.dumps(r) + '\n')
+    return name
+
+
+@pytest.fixture()
+def one_image(tmp_path):
+    Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(tmp_path / 'a.png')
+    _write(tmp_path, [RECORD])
+    return str(tmp_path)
+
+
+def _scripted(answers):
+    """answer_fn that answers each question from a {question substring: answer} table."""
+    def answer(pixel_values, questions):
+        assert pixel_values.shape == (3, 16, 16)
+        return [next(a for key, a in answers.items() if key in q) for q in questions]
+    return answer
+
+
+def _oracle(dataset):
+    """answer_fn that gives the ground truth (looked up by question; questions are unique per image here)."""
+    table = {t['question']: t['answer'] for i in range(len(dataset)) for t in dataset[i]['tasks']}
+    return lambda pixel_values, questions: [table[q] for q in questions]
+
+
+def test_ground_truth_answers_score_perfectly(one_image, tokenizer):
+    ds = build_eval_dataset(tokenizer, 'val.jsonl', data_root=one_image, image_size=16)
+    samples = predict(ds, _oracle(ds))
+    assert [t['task'] for t in samples[0]['tasks']] == ['bbox2caption'] * 2 + ['caption2bbox'] * 2
+    m = score(samples)
+    assert m == {'caption2bbox/acc_iou0.5': 100.0, 'caption2bbox/miou': pytest.approx(100.0),
+                 'caption2bbox/num_unparsed': 0, 'caption2bbox/num': 2,
+                 'bbox2caption/rouge_l': 100.0, 'bbox2caption/num': 2}
+
+
+def test_hand_checked_partial_answers(one_image, tokenizer):
+    ds = build_eval_dataset(tokenizer, 'val.jsonl', data_root=one_image, image_size=16)
+    answers = {
+        'describes: a red square': '[0.050, 0.075, 0.500, 0.625]',  # IoU 1
+        'describes: a blue circle': '[0.250, 0.000, 0.500, 0.750]',  # IoU 0.25/0.75 = 1/3: a miss
+        '[0.050, 0.075, 0.500, 0.625]': 'a red square',  # ROUGE-L 1
+        '[0.250, 0.000, 1.000, 0.750]': 'a red',  # vs "a blue circle": LCS 1, P 1/2, R 1/3 -> F 0.4
+    }
+    m = score(predict(ds, _scripted(answers)))
+    assert m['caption2bbox/acc_iou0.5'] == pytest.approx(50.0)
+    assert m['caption2bbox/miou'] == pytest.approx((1 + 1 / 3) / 2 * 100)
+    assert m['bbox2caption/rouge_l'] == pytest.approx((1 + 0.4) / 2 * 100)
+    # IoU exactly 0.5 is a hit; an answer that is not a box is a counted miss
+    answers['describes: a blue circle'] = '[0.250, 0.000, 0.625, 0.750]'
+    answers['describes: a red square'] = 'somewhere on the left'
+    m = score(predict(ds, _scripted(answers)))
+    assert m['caption2bbox/acc_iou0.5'] == 50.0 and m['caption2bbox/num_unparsed'] == 1
+    assert m['caption2bbox/miou'] == pytest.approx(25.0)
+    # wrong boxes and captions everywhere: 0
+    wrong = {'describes:': '[0.600, 0.800, 0.700, 0.900]', 'coordinates': 'nothing'}
+    m = score(predict(ds, _scripted(wrong)))
+    assert (m['caption2bbox/acc_iou0.5'], m['caption2bbox/miou'], m['bbox2caption/rouge_l']) == (0, 0, 0)
+    lines = list(format_metrics(m))
+    assert lines[0].startswith('Caption2Bbox  Acc@IoU0.5   0.00  mIoU   0.00  (2 questions')
+
+
+def test_refcoco_gran_files(tmp_path, tokenizer):
+    """A RefCOCO file from the converter: every expression is a question, repeated expressions included."""
+    from granvit_mm.datasets.converters import convert_refcoco, write_records
+    Image.fromarray(np.full((60, 80, 3), 50, np.uint8)).save(tmp_path / '1.jpg')
+    instances = dict(images=[dict(id=1, file_name='1.jpg', width=80, height=60)],
+                     annotations=[dict(id=10, image_id=1, bbox=[0, 0, 40, 30]),
+                                  dict(id=11, image_id=1, bbox=[40, 30, 40, 30])])
+    refs = [dict(split='val', image_id=1, ann_id=10, sentences=[dict(sent='left guy'), dict(sent='man')]),
+            dict(split='val', image_id=1, ann_id=11, sentences=[dict(sent='right guy'), dict(sent='man')])]
+    write_records(convert_refcoco(refs, instances, splits=['val']), str(tmp_path / 'refcoco_val.jsonl'))
+    ds = build_eval_dataset(tokenizer, 'refcoco_val.jsonl', data_root=str(tmp_path), image_size=16,
+                            tasks=['caption2bbox'])
+    item = ds[0]
+    assert [t['answer'] for t in item['tasks']] == ['[0.000, 0.000, 0.500, 0.375]'] * 2 + \
+        ['[0.500, 0.375, 1.000, 0.750]'] * 2
+    # "man" names both boxes: the first box is right for one of the two questions
+    m = score(predict(ds, lambda px, qs: ['[0.000, 0.000, 0.500, 0.375]' if 'left' in q or 'man' in q else
+                                          '[0.500, 0.375, 1.000, 0.750]' for q in qs]))
+    assert m['caption2bbox/num'] == 4 and m['caption2bbox/acc_iou0.5'] == 75.0
+    assert m['bbox2caption/num'] == 0 and list(format_metrics(m))[-1].startswith('Caption2Bbox')
+    unique = build_eval_dataset(tokenizer, 'refcoco_val.jsonl', data_root=str(tmp_path), image_size=16,
+                                tasks=['caption2bbox'], unique_grounding=True)
+    assert [t['question'].split(': ')[-1] for t in unique[0]['tasks']] == ['left guy', 'right guy']
+
+
+# ---- a tiny XTuner LLaVA model --------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def tiny_parts(tmp_path_factory, synth_dir):
+    """A tiny Qwen2 + tokenizer and a tiny SiglipVisionModel, saved like real checkpoints."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+    from granvit_mm.toy.tiny_llm import save_tiny_llm
+    root = tmp_path_factory.mktemp('tiny_stage2')
+    recs = [json.loads(line) for line in open(osp.join(synth_dir, 'annotations', 'train.jsonl'))]
+    llm = save_tiny_llm(str(root / 'llm'), region_chat_corpus(recs + toy_records(8)), vocab_size=400,
+                        hidden_size=32, intermediate_size=64)
+    torch.manual_seed(0)
+    vit = SiglipVisionModel(SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                               num_attention_heads=2, image_size=32, patch_size=8))
+    vit.save_pretrained(str(root / 'vit'))
+    return dict(llm=llm, vit=str(root / 'vit'), root=root)
+
+
+def _config(parts, synth_dir):
+    path = parts['root'] / 'stage2_tiny.py'
+    path.write_text(f'''
+from transformers import AutoModelForCausalLM
+from transformers import AutoTokenizer
+from transformers import SiglipVisionModel
+from granvit_mm.xtuner.gran_llava_dataset import GranLLaVADataset
+from granvit_mm.xtuner.llava_model import GranViTLLaVAModel
+
+llm_dir = {parts["llm"]!r}
+tokenizer = dict(type=AutoTokenizer.from_pretrained, pretrained_model_name_or_path=llm_dir)
+model = dict(type=GranViTLLaVAModel, freeze_llm=False, use_activation_checkpointing=False,
+             llm=dict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=llm_dir),
+             visual_encoder=dict(type=SiglipVisionModel.from_pretrained,
+                                 pretrained_model_name_or_path={parts["vit"]!r}))
+train_dataloader = dict(dataset=dict(type=GranLLaVADataset, data_root={synth_dir!r}, tokenizer=tokenizer,
+                                     ann_file='annotations/train.jsonl', data_prefix=dict(img_path='images/'),
+                                     image_size=32))
+val_ann_file = 'annotations/val.jsonl'
+''')
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_parts, synth_dir):
+    """The config, and a checkpoint as xtuner train writes it (state_dict of the trainable parts)."""
+    from mmengine.config import Config
+    from xtuner.registry import BUILDER
+    cfg_file = _config(tiny_parts, synth_dir)
+    model = BUILDER.build(Config.fromfile(cfg_file).model)
+    torch.manual_seed(1)
+    for p in model.projector.parameters():
+        p.data.normal_(0, 0.5)  # "trained": differs from any fresh build
+    ckpt = str(tiny_parts['root'] / 'iter_10.pth')
+    torch.save(dict(meta=dict(epoch=1), state_dict=model.state_dict()), ckpt)
+    return dict(config=cfg_file, checkpoint=ckpt, model=model)
+
+
+def test_evaluate_stage2_with_a_tiny_model(trained, synth_dir):
+    from mmengine.config import Config
+    from xtuner.registry import BUILDER
+    model = trained['model'].eval()
+    tokenizer = BUILDER.build(Config.fromfile(trained['config']).tokenizer)
+    data = dict(ann_file='annotations/val.jsonl', data_root=synth_dir, data_prefix=dict(img_path='images/'))
+    m = evaluate_stage2(model, tokenizer, data, max_new_tokens=12)
+    n_regions = sum(len(json.loads(line)['regions']) for line in open(f'{synth_dir}/annotations/val.jsonl'))
+    assert m['caption2bbox/num'] == m['bbox2caption/num'] == n_regions
+    assert 0 <= m['caption2bbox/acc_iou0.5'] <= 100 and 0 <= m['bbox2caption/rouge_l'] <= 100
+    assert evaluate_stage2(model, tokenizer, data, max_new_tokens=12) == m  # greedy: deterministic
+
+
+def test_load_stage2_restores_the_trained_weights(trained):
+    model, tokenizer = load_stage2(trained['config'], trained['checkpoint'])
+    trained_projector = trained['model'].projector.state_dict()
+    for name, value in model.projector.state_dict().items():
+        assert torch.equal(value, trained_projector[name]), name
+    assert tokenizer.decode(tokenizer.encode('a red circle')) == 'a red circle'
+    with pytest.raises(KeyError, match='no projector'):
+        torch.save(dict(state_dict={'llm.x': torch.zeros(1)}), trained['checkpoint'] + '.bad')
+        load_stage2(trained['config'], trained['checkpoint'] + '.bad')
+
+
+def test_pickled_checkpoints_need_trust(tmp_path):
+    from mmengine.logging import HistoryBuffer
+    path = str(tmp_path / 'mmengine_style.pth')
+    torch.save(dict(state_dict={'projector.w': torch.ones(2)}, message_hub=dict(log=HistoryBuffer())), path)
+    with pytest.raises(RuntimeError, match='--trust-checkpoint'):
+        load_stage2_state_dict(path)
+    assert torch.equal(load_stage2_state_dict(path, trust=True)['projector.w'], torch.ones(2))
+    with pytest.raises(RuntimeError, match='DeepSpeed'):
+        load_stage2_state_dict(str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        load_stage2_state_dict(str(tmp_path / 'nope.pth'))
+
+
+def test_eval_tool(trained, synth_dir, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location('eval_stage2',
+                                                  osp.join(REPO, 'tools/analysis_tools/eval_stage2.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = str(tmp_path / 'eval.json')
+    metrics = tool.main([trained['config'], trained['checkpoint'], '--max-images', '2', '--max-new-tokens',
+                         '8', '--device', 'cpu', '--out', out])
+    printed = capsys.readouterr().out
+    assert 'Caption2Bbox  Acc@IoU0.5' in printed and 'Bbox2Caption  ROUGE-L' in printed
+    saved = json.load(open(out))
+    assert saved['metrics'] == metrics and saved['ann_file'] == 'annotations/val.jsonl'
+    preds = [json.loads(line) for line in open(str(tmp_path / 'eval.predictions.jsonl'))]
+    assert len(preds) == metrics['caption2bbox/num'] + metrics['bbox2caption/num']
+    assert {p['task'] for p in preds} == {'caption2bbox', 'bbox2caption'}
+    # the same answers as the library function on the same model
+    data = dict(ann_file='annotations/val.jsonl', data_root=synth_dir, data_prefix=dict(img_path='images/'))
+    model, tokenizer = load_stage2(trained['config'], trained['checkpoint'])
+    assert evaluate_stage2(model, tokenizer, data, max_new_tokens=8, max_images=2) == metrics

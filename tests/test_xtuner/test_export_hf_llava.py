@@ -1,0 +1,125 @@
+"""tools/model_converters/xtuner_to_hf_llava.py: a stage-2 checkpoint -> transformers' LLaVA, same greedy answers."""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from stage2_assets import ROOT, build_llava, env, sample_images
+
+from granvit_mm.core.prompts import caption2bbox_question, global_caption_question
+
+TOOL = osp.join(ROOT, 'tools', 'model_converters', 'xtuner_to_hf_llava.py')
+TINY_CFG = osp.join(ROOT, 'projects', 'granvit_xtuner', 'configs',
+                    'granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py')
+QUESTIONS = [global_caption_question(), caption2bbox_question('a small red circle')]
+
+
+def tiny_config(tmp_path, llm_dir, encoder_dir) -> str:
+    """The tiny stage-2 config, pointed at the test's assets (the text is the shipped file's)."""
+    text = open(TINY_CFG).read()
+    text = text.replace("llm_name_or_path = 'data/tiny_llm'", f'llm_name_or_path = {llm_dir!r}')
+    text = text.replace("visual_encoder_name_or_path = 'work_dirs/granvit_pretrain_tiny/hf_encoder'",
+                        f'visual_encoder_name_or_path = {encoder_dir!r}')
+    path = tmp_path / 'stage2_tiny.py'
+    path.write_text(text)
+    return str(path)
+
+
+def xtuner_answers(model, tokenizer, images, max_new_tokens=12):
+    from granvit_mm.core.image_input import to_model_input
+    from granvit_mm.xtuner.llava_model import greedy_answers
+    pixels = torch.stack([torch.from_numpy(to_model_input(im, 64)[0]) for im in images])
+    return greedy_answers(model, tokenizer, pixels, [QUESTIONS] * len(images), max_new_tokens=max_new_tokens)
+
+
+def hf_answers(model, processor, images, max_new_tokens=12, batched=False):
+    """The documented transformers usage: chat template + processor + generate."""
+    prompts = [processor.apply_chat_template([{'role': 'user', 'content': [{'type': 'image'},
+                                                                             {'type': 'text', 'text': q}]}])
+               for q in QUESTIONS]
+    out = []
+    for im in images:
+        if batched:
+            inputs = processor(images=[im] * len(prompts), text=prompts, return_tensors='pt', padding=True)
+            ids = model.generate(**inputs, max_new_tokens=max_new_tokens)[:, inputs['input_ids'].shape[1]:]
+            out.append([a.strip() for a in processor.batch_decode(ids, skip_special_tokens=True)])
+            continue
+        answers = []
+        for prompt in prompts:
+            inputs = processor(images=im, text=prompt, return_tensors='pt')
+            ids = model.generate(**inputs, max_new_tokens=max_new_tokens)[0, inputs['input_ids'].shape[1]:]
+            answers.append(processor.decode(ids, skip_special_tokens=True).strip())
+        out.append(answers)
+    return out
+
+
+def test_cli_export_answers_like_the_xtuner_model(tiny_llm_dir, encoder_dir, tmp_path):
+    from transformers import AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration
+    model = build_llava(tiny_llm_dir, encoder_dir).eval()
+    with torch.no_grad():  # a "trained" stage 2: the projector moved away from stage 1's
+        for p in model.projector.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    ckpt = tmp_path / 'iter_1.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)  # what xtuner train writes
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    images = sample_images()
+    expected = xtuner_answers(model, tokenizer, images)
+    assert any(a for answers in expected for a in answers)
+
+    out = tmp_path / 'hf_llava'
+    proc = subprocess.run([sys.executable, TOOL, tiny_config(tmp_path, tiny_llm_dir, encoder_dir), str(ckpt),
+                           str(out)], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hf = LlavaForConditionalGeneration.from_pretrained(out).eval()
+    processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+    assert type(processor.image_processor).__name__ == 'GranViTImageProcessor'
+    assert hf.config.vision_feature_layer == -1 and hf.config.vision_feature_select_strategy == 'full'
+    assert hf.config.image_token_index == len(tokenizer)  # <image> added after the tiny vocabulary
+    assert hf.generation_config.suppress_tokens == [hf.config.image_token_index]
+    assert hf_answers(hf, processor, images) == expected
+    assert hf_answers(hf, processor, images[:1], batched=True) == expected[:1]  # left-padded batch
+
+
+def test_lora_is_merged_into_the_export(tiny_llm_dir, encoder_dir):
+    from peft import LoraConfig
+    from transformers import AutoTokenizer
+
+    from granvit_mm.xtuner.hf_llava import to_hf_llava
+    model = build_llava(tiny_llm_dir, encoder_dir, freeze_llm=True,
+                        llm_lora=LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, bias='none',
+                                            task_type='CAUSAL_LM'),
+                        use_activation_checkpointing=False).eval()
+    with torch.no_grad():  # trained adapters: B != 0, so LoRA changes the answers
+        for name, p in model.llm.named_parameters():
+            if 'lora_B' in name:
+                p.normal_(0, 0.5)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    images = sample_images(2)
+    expected = xtuner_answers(model, tokenizer, images)
+    hf, processor = to_hf_llava(model, tokenizer)
+    assert not any('lora' in k for k in hf.state_dict())
+    assert hf_answers(hf, processor, images) == expected
+
+
+def test_wrong_checkpoint_is_refused(tiny_llm_dir, encoder_dir, tmp_path):
+    bad = tmp_path / 'bad.pth'
+    torch.save(dict(state_dict={'foo.weight': torch.zeros(1)}), bad)
+    proc = subprocess.run([sys.executable, TOOL, tiny_config(tmp_path, tiny_llm_dir, encoder_dir), str(bad),
+                           str(tmp_path / 'out')], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and 'projector' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('name', ['qwen_chat', 'llama3_chat'])
+def test_chat_template_writes_xtuner_prompts(name):
+    from jinja2 import Template
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    from granvit_mm.xtuner.hf_llava import llava_chat_template
+    t = PROMPT_TEMPLATE[name]
+    text = Template(llava_chat_template(dict(t))).render(messages=[
+        {'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'Q1'}]},
+        {'role': 'assistant', 'content': 'A1'}, {'role': 'user', 'content': 'Q2'}])
+    expected = (t['INSTRUCTION'].format(input='<image>\nQ1') + 'A1' + t['SUFFIX'] + t.get('SEP', '')
+                + t['INSTRUCTION'].format(input='Q2'))
+    assert text == expected
