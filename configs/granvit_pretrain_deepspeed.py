@@ -1,6 +1,7 @@
 # GranViT stage 1, the paper recipe on MMEngine's FlexibleRunner + DeepSpeedStrategy (ZeRO stage 2: AdamW states
-# and gradients sharded, bf16). Needs `pip install deepspeed` (not in the pinned stack) and GPUs: DeepSpeed's CPU
-# accelerator needs Intel's extension / oneCCL (docs/distributed.md).
+# and gradients sharded, bf16). Needs DeepSpeed, which is not in the pinned stack: MMEngine 0.10.6's strategy
+# works with DeepSpeed 0.15.x (seen on CPU with gloo), not with 0.19 (docs/distributed.md).
+# KNOWN ISSUE: under ZeRO the EMA teacher does not move yet (docs/distributed.md#the-ema-teacher-under-sharding).
 #   bash tools/dist_train.sh configs/granvit_pretrain_deepspeed.py 8
 _base_ = ['./granvit_pretrain.py']
 

@@ -151,6 +151,8 @@ def latest_checkpoint(work_dir: str) -> Optional[str]:
     if osp.isfile(pointer):
         with open(pointer) as f:
             named = f.read().strip()
+        if named and osp.isdir(named):  # DeepSpeed writes a checkpoint as a folder; trust the pointer
+            return named
         if named and osp.isfile(named) and is_loadable(named):
             return named
     candidates = glob.glob(osp.join(work_dir, 'iter_*.pth')) + glob.glob(osp.join(work_dir, 'epoch_*.pth'))

@@ -25,7 +25,11 @@ def build_tiny_siglip(vocab_size: int, pad_id: int, image_size: int = 64, patch_
     text = dict(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
                 num_hidden_layers=text_layers, num_attention_heads=num_heads, max_position_embeddings=max_text_len,
                 pad_token_id=pad_id)
-    return SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+    model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+    with torch.no_grad():  # SigLIP's init (t' = log 10, b = -10); HF's (1, 0) collapsed to a constant logit here
+        model.logit_scale.fill_(math.log(10.0))
+        model.logit_bias.fill_(-10.0)
+    return model
 
 
 def encode_captions(tokenizer, captions: Sequence[str], max_len: int) -> torch.Tensor:

@@ -6,6 +6,8 @@ Import the modules directly (XTuner configs do, one import per line); this packa
 - ``llava_model``: ``GranViTLLaVAModel`` (XTuner's ``LLaVAModel`` with the GranViT visual tokens, the
   stage-1 projector carried in, CPU-safe build) and ``greedy_answers``;
 - ``encoder``: stage-1 checkpoint -> ``SiglipVisionModel`` + XTuner ``ProjectorModel`` (the export);
-- ``image_processor``: ``GranViTImageProcessor``, the stage-1 pre-processing as a Hugging Face image processor;
-- ``gran_llava_dataset``: Gran JSONL -> XTuner LLaVA items (Caption2Bbox + global caption), lazily.
+- ``image_processor``: ``GranViTImageProcessor``, the stage-1 pre-processing as an HF image processor;
+- ``hf_llava``: a trained model -> transformers' ``LlavaForConditionalGeneration`` + ``LlavaProcessor``;
+- ``gran_llava_dataset`` / ``gran_conversation``: Gran JSONL -> XTuner LLaVA items (Caption2Bbox + global
+  caption), lazily; ``stage2_eval``: greedy evaluation of a stage-2 checkpoint.
 """

@@ -25,14 +25,14 @@ VISUAL_LAYER_KEY = 'granvit_visual_layer'  # recorded in the exported SiglipVisi
 
 
 def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
-    """(state_dict, meta) of a local checkpoint, through torch's safe loader (our checkpoints are weights-only)."""
+    """(state_dict, meta) of a local checkpoint through torch's safe loader (ours are weights-only)."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # noqa: BLE001 -- re-raised with what to do
-        raise RuntimeError(f'{path} does not load with weights_only=True ({err}). Stage-1 checkpoints written '
-                           'with granvit.WeightsOnlyCheckpointHook (the default runtime) do.') from err
+        raise RuntimeError(f'{path} does not load with weights_only=True ({err}). Stage-1 checkpoints '
+                           'written with granvit.WeightsOnlyCheckpointHook (the default runtime) do.') from err
     if not isinstance(ckpt, dict):
         raise TypeError(f'{path} holds a {type(ckpt).__name__}, not a state dict')
     state = ckpt.get('state_dict', ckpt)
@@ -107,7 +107,7 @@ def siglip_vision_config(vit, visual_layer: int = DEFAULT_VISUAL_LAYER):
 
 
 def to_siglip_vision_model(vit, visual_layer: int = DEFAULT_VISUAL_LAYER):
-    """A ``SiglipVisionModel`` computing the GranViT's blocks exactly (fp32); ``post_layernorm`` = identity."""
+    """A ``SiglipVisionModel`` computing the GranViT's blocks exactly (fp32); identity ``post_layernorm``."""
     from transformers import SiglipVisionModel
     state = {k: v.detach().float() for k, v in vit.state_dict().items()}
     state.setdefault('norm.weight', torch.ones(vit.embed_dims))
@@ -143,8 +143,8 @@ def load_projector_weights(path: str) -> Dict[str, torch.Tensor]:
     return proj
 
 
-def export_encoder(checkpoint: Optional[str], out_dir: str, which: str = 'student', config: Optional[str] = None,
-                   from_init: bool = False) -> dict:
+def export_encoder(checkpoint: Optional[str], out_dir: str, which: str = 'student',
+                   config: Optional[str] = None, from_init: bool = False) -> dict:
     """Write ``out_dir``: the SigLIP tower, the image processor, ``projector/`` (if any). Returns a summary.
 
     ``from_init`` exports the ViT that stage 1 *starts* from instead (the config's init checkpoint, e.g.
@@ -154,17 +154,18 @@ def export_encoder(checkpoint: Optional[str], out_dir: str, which: str = 'studen
     state, meta = read_checkpoint(checkpoint) if checkpoint else ({}, {})
     model_cfg = stage1_model_cfg(meta, config)
     layer = model_cfg.get('visual_layer', DEFAULT_VISUAL_LAYER)
-    vit = build_granvit(model_cfg['backbone'], layer)
     proj = None
     if from_init:
         vit = _initial_vit(model_cfg, config, meta, layer)
     else:
+        vit = build_granvit(model_cfg['backbone'], layer)
         weights = vit_state(state, which)
         if 'norm.weight' in weights:
             raise ValueError(
-                'this checkpoint has a final LayerNorm (backbone.norm.*): it was trained with post-norm visual '
-                'tokens, before the visual-token contract (granvit_mm/core/visual_tokens.py); an export would '
-                'feed the projector other tokens than it learned. Retrain stage 1 with the current configs.')
+                'this checkpoint has a final LayerNorm (backbone.norm.*): it was trained with post-norm '
+                'visual tokens, before the visual-token contract (granvit_mm/core/visual_tokens.py); an '
+                'export would feed the projector other tokens than it learned. Retrain stage 1 with the '
+                'current configs.')
         vit.load_state_dict(weights, strict=True)
         proj = projector_state(state)
     tower = to_siglip_vision_model(vit, layer)

@@ -74,7 +74,7 @@ class GranToLLaVA:
 
 
 class GranLLaVADataset(GranDataset):
-    """Gran JSONL -> XTuner LLaVA items, lazily (a drop-in for ``xtuner.dataset.LLaVADataset``).
+    """Gran JSONL -> XTuner LLaVA items, lazily (in place of ``xtuner.dataset.LLaVADataset`` in a config).
 
     Args:
         ann_file, data_root, data_prefix: as ``GranDataset`` (a path, a glob or a list of JSONL shards).

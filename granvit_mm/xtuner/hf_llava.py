@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import torch
 
 from granvit_mm.core.chat_format import DEFAULT_IMAGE_TOKEN, QWEN_CHAT, ChatTemplateEncoder
-from granvit_mm.core.visual_tokens import hf_llava_kwargs, num_visual_tokens
+from granvit_mm.core.visual_tokens import HF_SELECT_STRATEGY, hf_llava_kwargs, num_visual_tokens
 
 PROJECTOR_MAP = {'model.0': 'linear_1', 'model.2': 'linear_2'}
 
@@ -80,7 +80,8 @@ def to_hf_llava(model, tokenizer, template: Optional[dict] = None, system: str =
     from .image_processor import GranViTImageProcessor
     proj = model.projector
     if proj.config.depth != 2:
-        raise ValueError(f'transformers LLaVA has a 2-layer projector; this one has depth {proj.config.depth}')
+        raise ValueError(f'transformers LLaVA has a 2-layer projector; this one has depth '
+                         f'{proj.config.depth}')
     tower = model.visual_encoder
     if hasattr(tower, 'merge_and_unload'):
         tower = tower.merge_and_unload()
@@ -114,7 +115,7 @@ def to_hf_llava(model, tokenizer, template: Optional[dict] = None, system: str =
     GranViTImageProcessor.register_for_auto_class('AutoImageProcessor')
     processor = LlavaProcessor(image_processor=GranViTImageProcessor(size=vision_cfg.image_size),
                                tokenizer=tokenizer, patch_size=vision_cfg.patch_size,
-                               vision_feature_select_strategy=hf_llava_kwargs()['vision_feature_select_strategy'],
+                               vision_feature_select_strategy=HF_SELECT_STRATEGY,
                                chat_template=llava_chat_template(template), image_token=DEFAULT_IMAGE_TOKEN,
                                num_additional_image_tokens=0)
     return hf, processor

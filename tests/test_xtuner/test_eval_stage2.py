@@ -124,19 +124,9 @@ def test_refcoco_gran_files(tmp_path, tokenizer):
 
 # ---- a tiny XTuner LLaVA model --------------------------------------------------------------------------
 @pytest.fixture(scope='module')
-def tiny_parts(tmp_path_factory, synth_dir):
-    """A tiny Qwen2 + tokenizer and a tiny SiglipVisionModel, saved like real checkpoints."""
-    from transformers import SiglipVisionConfig, SiglipVisionModel
-    from granvit_mm.toy.tiny_llm import save_tiny_llm
-    root = tmp_path_factory.mktemp('tiny_stage2')
-    recs = [json.loads(line) for line in open(osp.join(synth_dir, 'annotations', 'train.jsonl'))]
-    llm = save_tiny_llm(str(root / 'llm'), region_chat_corpus(recs + toy_records(8)), vocab_size=400,
-                        hidden_size=32, intermediate_size=64)
-    torch.manual_seed(0)
-    vit = SiglipVisionModel(SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                               num_attention_heads=2, image_size=32, patch_size=8))
-    vit.save_pretrained(str(root / 'vit'))
-    return dict(llm=llm, vit=str(root / 'vit'), root=root)
+def tiny_parts(tmp_path_factory, tiny_llm_dir, encoder_dir):
+    """The shared stage-2 assets (conftest.py): a tiny Qwen2 and a tiny stage-1 GranViT exported to HF."""
+    return dict(llm=tiny_llm_dir, vit=encoder_dir, root=tmp_path_factory.mktemp('tiny_stage2'))
 
 
 def _config(parts, synth_dir):
@@ -152,11 +142,12 @@ llm_dir = {parts["llm"]!r}
 tokenizer = dict(type=AutoTokenizer.from_pretrained, pretrained_model_name_or_path=llm_dir)
 model = dict(type=GranViTLLaVAModel, freeze_llm=False, use_activation_checkpointing=False,
              llm=dict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=llm_dir),
+             projector_path={parts["vit"] + '/projector'!r},
              visual_encoder=dict(type=SiglipVisionModel.from_pretrained,
                                  pretrained_model_name_or_path={parts["vit"]!r}))
 train_dataloader = dict(dataset=dict(type=GranLLaVADataset, data_root={synth_dir!r}, tokenizer=tokenizer,
                                      ann_file='annotations/train.jsonl', data_prefix=dict(img_path='images/'),
-                                     image_size=32))
+                                     image_size=64))
 val_ann_file = 'annotations/val.jsonl'
 ''')
     return str(path)

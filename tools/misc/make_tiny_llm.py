@@ -33,6 +33,9 @@ def parse_args():
     p.add_argument('--seq-len', type=int, default=128)
     p.add_argument('--lr', type=float, default=3e-3)
     p.add_argument('--max-records', type=int, default=20000)
+    p.add_argument('--vision-warmup-steps', type=int, default=0,
+                   help='then train it unfrozen for this many steps with a throwaway ViT on the training images, '
+                   'so that it reads visual tokens (granvit_mm/toy/llm_vision_warmup.py); 0: text only')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true', help='rebuild even if --out-dir holds a model')
     return p.parse_args()
@@ -70,6 +73,9 @@ def main():
                   hidden_size=args.hidden_size, num_layers=args.num_layers, num_heads=args.num_heads,
                   num_kv_heads=args.num_kv_heads, intermediate_size=args.intermediate_size,
                   pretrain_kwargs=dict(batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr))
+    if args.vision_warmup_steps:
+        from granvit_mm.toy.llm_vision_warmup import warm_up_llm_on_images
+        warm_up_llm_on_images(args.out_dir, args.data_root, steps=args.vision_warmup_steps, seed=args.seed + 1)
     print(f'[make_tiny_llm] saved to {args.out_dir}')
 
 

@@ -63,7 +63,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         out = convert(args.config, args.checkpoint, args.out_dir, args.trust_checkpoint, args.dtype)
-    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as err:  # bad input: say what, no traceback
+    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as err:  # bad input: no traceback
         sys.exit(f'error: {err}')
     print(f'saved LlavaForConditionalGeneration + LlavaProcessor to {out}')
 

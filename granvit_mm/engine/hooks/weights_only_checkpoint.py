@@ -73,7 +73,7 @@ class WeightsOnlyCheckpointHook(Hook):
     Args:
         atomic: write the ``CheckpointHook``'s local checkpoints atomically (see the module docstring); a
             ``CheckpointHook`` with its own ``backend_args`` / ``file_client_args`` (e.g. object storage) is
-            left as configured.
+            left as configured, and so are FlexibleRunner runs (their strategies save by their own code).
     """
     priority = 'VERY_LOW'  # after every other hook has added to the checkpoint
 
@@ -84,8 +84,8 @@ class WeightsOnlyCheckpointHook(Hook):
 
     def before_train(self, runner) -> None:
         """Runs after ``CheckpointHook.before_train`` (same priority, registered later): swap its backend."""
-        if not self.atomic:
-            return
+        if not self.atomic or hasattr(runner, 'strategy'):
+            return  # FlexibleRunner's strategies (FSDP, DeepSpeed) write checkpoints with their own code
         for hook in runner.hooks:
             if (isinstance(hook, CheckpointHook) and hook.backend_args is None
                     and hook.file_client_args is None and '://' not in str(hook.out_dir)):

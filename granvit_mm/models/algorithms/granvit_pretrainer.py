@@ -61,8 +61,8 @@ class GranViTPretrainer(BaseModel):
         ema_momentum: MMEngine EMA momentum (= 1 - paper alpha: alpha 0.9 -> 0.1), used after every
             optimiser step that moves the student.
         visual_layer: which block's output the visual tokens are, counted like HF ``hidden_states``
-            (-1: the last block, before the final LayerNorm; every patch token kept). The one definition shared
-            with stage 2 and the exports: :mod:`granvit_mm.core.visual_tokens`.
+            (-1: the last block, before the final LayerNorm; every patch token kept). The one definition
+            shared with stage 2 and the exports: :mod:`granvit_mm.core.visual_tokens`.
         blind: zero the (normalised) image before the ViT, so visual tokens carry no image information
             (the baseline that tells how much the LLM guesses from the prompt alone).
         vit_path_hint: message when the backbone's Pretrained checkpoint is missing.
@@ -192,8 +192,8 @@ def _token_settings(backbone: dict, visual_layer: int) -> dict:
         given['out_indices'] = given['out_indices'][0]
     clash = {k: v for k, v in given.items() if v != settings[k]}
     if clash:
-        raise ValueError(f'backbone {clash} contradicts visual_layer={visual_layer} ({settings}): set the visual '
-                         'tokens with model.visual_layer only (granvit_mm/core/visual_tokens.py)')
+        raise ValueError(f'backbone {clash} contradicts visual_layer={visual_layer} ({settings}): set the '
+                         'visual tokens with model.visual_layer only (granvit_mm/core/visual_tokens.py)')
     return settings
 
 

@@ -1,0 +1,57 @@
+"""Teach the tiny LLM to read visual tokens before it is frozen for stage 1 (a toy-only step).
+
+A 2-layer, 64-wide LLM pretrained on text alone has no heads that look at its context, so a ViT trained
+through it (frozen) can only move the answers a little (docs/pretraining.md). Qwen2.5-1.5B, the paper's
+frozen LLM, reads context well but has never seen images either; what it brings is general in-context
+reading, which a tiny LM cannot learn from text in a minute. This step buys that ability the cheap way:
+the LLM is trained UNFROZEN for a few hundred steps, with a throwaway random ViT and projector, on
+GranSynth's Bbox2Caption and global-caption turns; then the throwaway ViT and projector are discarded and
+only the LLM is saved. Stage 1 then starts a fresh ViT and projector and trains them through this LLM,
+frozen. The docs say what the LLM has seen: GranSynth training images through a different encoder.
+"""
+import math
+import random
+from typing import List
+
+import torch
+
+
+def warm_up_llm_on_images(llm_dir: str, data_root: str, steps: int = 300, batch_size: int = 16,
+                          lr: float = 2e-3, img_size: int = 64, seed: int = 1, log_every: int = 50) -> List[float]:
+    """Train the LLM in ``llm_dir`` jointly with a throwaway tiny ViT + projector; save the LLM back."""
+    from mmengine.dataset import pseudo_collate
+
+    from granvit_mm.datasets.pipeline import gran_pipeline
+    from granvit_mm.registry import DATASETS, MODELS
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = MODELS.build(dict(
+        type='granvit.GranViTPretrainer', distill_loss=None,
+        backbone=dict(type='granvit.GranViT', arch='tiny', img_size=img_size, patch_size=8),
+        head=dict(type='granvit.RegionARHead', llm_path=llm_dir, llm_dtype='float32')))
+    model.init_weights()
+    model.head.llm.requires_grad_(True)  # the one place an LLM is trained: making the toy asset
+    dataset = DATASETS.build(dict(
+        type='granvit.GranDataset', data_root=data_root, ann_file='annotations/train*.jsonl',
+        data_prefix=dict(img_path='images/'),
+        pipeline=gran_pipeline(img_size, dict(global_caption=1, bbox2caption=4), seed=seed)))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    model.train()
+    model.head.llm.train()
+    losses = []
+    for step in range(steps):
+        for group in opt.param_groups:
+            group['lr'] = lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        batch = pseudo_collate([dataset[(step, rng.randrange(len(dataset)))] for _ in range(batch_size)])
+        data = model.data_preprocessor(batch, training=True)
+        loss = model(**data, mode='loss')['loss_caption']
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            print(f'[llm_vision_warmup] step {step:4d}/{steps} loss_caption {loss.item():.3f}', flush=True)
+    llm = model.head.llm.eval()
+    llm.save_pretrained(llm_dir)
+    return losses
