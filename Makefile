@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The tiny training run uses both cores (about 0.27 s an iteration measured with 2 threads).
 DEMO_THREADS ?= 2
 
-.PHONY: setup demo test data tiny-llm clean demo-deps web-demo
+.PHONY: setup demo test data tiny-llm clean demo-deps web-demo stage2-demo
 
 setup:
 	bash tools/setup_env.sh
@@ -15,11 +15,19 @@ data: setup
 	$(PY) tools/misc/make_gran_synth.py --out-dir data/gran_synth
 
 tiny-llm: data
-	$(PY) tools/misc/make_tiny_llm.py --data-root data/gran_synth --out-dir data/tiny_llm
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) tools/misc/make_tiny_llm.py --data-root data/gran_synth --out-dir data/tiny_llm \
+		--vision-warmup-steps 300
 
 # The main job on the embedded default: stage-1 GranViT pretraining of a tiny model on GranSynth.
 demo: tiny-llm
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) tools/train.py configs/granvit_pretrain_tiny.py --work-dir work_dirs/granvit_pretrain_tiny
+
+# Stage 2 (XTuner) after `make demo`: export the stage-1 ViT, train projector + LLM on Caption2Bbox, evaluate.
+STAGE2_TINY := projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py
+stage2-demo: setup
+	$(PY) tools/model_converters/granvit_to_hf.py work_dirs/granvit_pretrain_tiny/iter_1000.pth work_dirs/granvit_pretrain_tiny/hf_encoder
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) -m xtuner.tools.train $(STAGE2_TINY)
+	$(PY) tools/analysis_tools/eval_stage2.py $(STAGE2_TINY) work_dirs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2/iter_1000.pth
 
 # Optional: Gradio + selenium for the web demo and its browser test (requirements/demo.txt).
 demo-deps: setup

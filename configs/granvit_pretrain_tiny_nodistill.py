@@ -1,4 +1,4 @@
-# Ablation of the tiny run without region self-distillation (caption loss only, no EMA teacher).
+# Ablation of the tiny run without region self-distillation (caption loss only, no EMA teacher; the schedule
+# hook then has nothing to schedule).
 _base_ = './granvit_pretrain_tiny.py'
 model = dict(distill_loss=None)
-custom_hooks = [dict(type='granvit.WeightsOnlyCheckpointHook')]

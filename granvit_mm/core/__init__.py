@@ -1,5 +1,6 @@
 """The contracts every stage shares: box text and geometry, prompts, chat format and token ids, the Gran
-record schema, the SigLIP <-> GranViT key map, missing-path errors.
+record schema, the image pre-processing, the visual-token definition, the SigLIP <-> GranViT key map,
+missing-path errors.
 
 Stage 1 (MMEngine), stage 2 (XTuner), the exports, the inference API and the tools all import these, and
 nothing restates them. This package imports no registry, mmcv, mmengine, model or dataset code (a test holds
@@ -13,6 +14,7 @@ from .image_input import PAD_VALUE, PIXEL_MEAN, PIXEL_STD, to_model_input
 from .gran_record import (REGION_KINDS, BadRecordError, ValidationRules, dump_record, make_record, parse_line,
                           validate_record)
 from .paths import MissingPathError, check_path
+from .visual_tokens import DEFAULT_VISUAL_LAYER, granvit_token_kwargs, hf_llava_kwargs, select_visual_tokens
 from .prompts import (BBOX2CAPTION_PROMPT, CAPTION2BBOX_PROMPT, GLOBAL_CAPTION_PROMPT, TASKS,
                       bbox2caption_question, caption2bbox_answer, caption2bbox_question, global_caption_question)
 
@@ -22,5 +24,6 @@ __all__ = [
     'square_resize', 'REGION_KINDS', 'BadRecordError', 'ValidationRules', 'dump_record', 'make_record',
     'parse_line', 'validate_record', 'PAD_VALUE', 'PIXEL_MEAN', 'PIXEL_STD', 'to_model_input', 'MissingPathError', 'check_path', 'BBOX2CAPTION_PROMPT',
     'CAPTION2BBOX_PROMPT', 'GLOBAL_CAPTION_PROMPT', 'TASKS', 'bbox2caption_question', 'caption2bbox_answer',
-    'caption2bbox_question', 'global_caption_question'
+    'caption2bbox_question', 'global_caption_question', 'DEFAULT_VISUAL_LAYER', 'granvit_token_kwargs',
+    'hf_llava_kwargs', 'select_visual_tokens'
 ]

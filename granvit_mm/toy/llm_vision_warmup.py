@@ -9,11 +9,12 @@ GranSynth's Bbox2Caption and global-caption turns; then the throwaway ViT and pr
 only the LLM is saved. Stage 1 then starts a fresh ViT and projector and trains them through this LLM,
 frozen. The docs say what the LLM has seen: GranSynth training images through a different encoder.
 """
-import math
 import random
 from typing import List
 
 import torch
+
+from .fit import fit
 
 
 def warm_up_llm_on_images(llm_dir: str, data_root: str, steps: int = 300, batch_size: int = 16,
@@ -35,23 +36,15 @@ def warm_up_llm_on_images(llm_dir: str, data_root: str, steps: int = 300, batch_
         type='granvit.GranDataset', data_root=data_root, ann_file='annotations/train*.jsonl',
         data_prefix=dict(img_path='images/'),
         pipeline=gran_pipeline(img_size, dict(global_caption=1, bbox2caption=4), seed=seed)))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
     model.train()
     model.head.llm.train()
-    losses = []
-    for step in range(steps):
-        for group in opt.param_groups:
-            group['lr'] = lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+    def loss_at(step):
         batch = pseudo_collate([dataset[(step, rng.randrange(len(dataset)))] for _ in range(batch_size)])
-        data = model.data_preprocessor(batch, training=True)
-        loss = model(**data, mode='loss')['loss_caption']
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f'[llm_vision_warmup] step {step:4d}/{steps} loss_caption {loss.item():.3f}', flush=True)
+        return model(**model.data_preprocessor(batch, training=True), mode='loss')['loss_caption']
+
+    losses = fit([p for p in model.parameters() if p.requires_grad], loss_at, steps, lr, warmup_steps=20,
+                 log_prefix='llm_vision_warmup', log_every=log_every)
     llm = model.head.llm.eval()
     llm.save_pretrained(llm_dir)
     return losses

@@ -6,7 +6,6 @@ Qwen's special tokens and chat template (XTuner needs a bos-less Qwen tokenizer 
 ``PreTrainedTokenizerFast``) and a ``Qwen2ForCausalLM``. Like a real frozen LLM, it is pretrained on text
 (the captions in the chat format) before stage 1 sees it.
 """
-import math
 import random
 from typing import Iterable, List, Optional, Sequence
 
@@ -16,6 +15,7 @@ from granvit_mm.core.box_text import format_box
 from granvit_mm.core.chat_format import chat_text
 from granvit_mm.core.prompts import (bbox2caption_question, caption2bbox_answer, caption2bbox_question,
                                      global_caption_question)
+from .fit import fit
 
 SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
 # Qwen2's pre-tokenizer split: digits one by one, which keeps box text like 0.125 compositional.
@@ -73,22 +73,13 @@ def pretrain_lm(model, tokenizer, texts: Sequence[str], steps: int = 300, batch_
         stream += tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
     n_blocks = max(1, len(stream) // seq_len)
     blocks = torch.tensor(stream[:n_blocks * seq_len] or stream, dtype=torch.long).view(n_blocks, -1)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     model.train()
-    losses = []
-    for step in range(steps):
-        for group in opt.param_groups:
-            group['lr'] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        idx = torch.tensor([rng.randrange(n_blocks) for _ in range(batch_size)])
-        batch = blocks[idx]
-        loss = model(input_ids=batch, labels=batch).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f'[tiny_llm] step {step:4d}/{steps} loss {loss.item():.3f}', flush=True)
+
+    def loss_at(step):
+        batch = blocks[torch.tensor([rng.randrange(n_blocks) for _ in range(batch_size)])]
+        return model(input_ids=batch, labels=batch).loss
+
+    losses = fit(model.parameters(), loss_at, steps, lr, log_prefix='tiny_llm', log_every=log_every)
     model.eval()
     return losses
 

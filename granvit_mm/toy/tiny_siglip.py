@@ -13,6 +13,8 @@ from typing import List, Sequence
 
 import torch
 
+from .fit import fit
+
 
 def build_tiny_siglip(vocab_size: int, pad_id: int, image_size: int = 64, patch_size: int = 8,
                       hidden_size: int = 64, num_layers: int = 4, num_heads: int = 4, intermediate_size: int = 256,
@@ -44,22 +46,15 @@ def train_siglip(model, pixel_values: torch.Tensor, input_ids: torch.Tensor, ste
     """SigLIP's sigmoid loss on random batches of (image, caption) pairs, AdamW with a cosine schedule."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     model.train()
-    losses = []
     n = len(pixel_values)
-    for step in range(steps):
-        for group in opt.param_groups:
-            group['lr'] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+    def loss_at(step):
         idx = torch.tensor(rng.sample(range(n), min(batch_size, n)))
-        loss = model(input_ids=input_ids[idx], pixel_values=pixel_values[idx], return_loss=True).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f'[tiny_siglip] step {step:4d}/{steps} loss {loss.item():.3f}', flush=True)
+        return model(input_ids=input_ids[idx], pixel_values=pixel_values[idx], return_loss=True).loss
+
+    losses = fit(model.parameters(), loss_at, steps, lr, warmup_steps=50, weight_decay=0.05,
+                 log_prefix='tiny_siglip', log_every=log_every)
     model.eval()
     return losses
 

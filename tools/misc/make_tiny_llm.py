@@ -6,7 +6,9 @@ Trains a byte-level BPE tokenizer (Qwen2's split rule, Qwen's special tokens, wr
 on the training split's text, the paper prompts and box text; builds a Qwen2ForCausalLM; pretrains it for a
 minute or two on that text in the chat format (a real frozen LLM knows its language before stage 1); and
 ``save_pretrained``s both, so the head loads it with ``from_pretrained`` like a real checkpoint.
-Deterministic for a seed; a no-op when the output already exists (``--force`` rebuilds).
+With ``--vision-warmup-steps N`` it is then trained unfrozen for N steps with a throwaway ViT on the training
+images, so that it reads visual tokens (``granvit_mm/toy/llm_vision_warmup.py``; `make demo` uses 300).
+Deterministic for a seed; a no-op when the output was built with the same settings (``--force`` rebuilds).
 """
 import argparse
 import glob
@@ -61,9 +63,14 @@ def read_records(data_root: str, max_records: int):
 
 def main():
     args = parse_args()
-    if osp.isfile(osp.join(args.out_dir, 'config.json')) and not args.force:
-        print(f'[make_tiny_llm] {args.out_dir} already holds a model; nothing to do (--force rebuilds)')
-        return
+    recipe = {k: v for k, v in vars(args).items() if k not in ('out_dir', 'force')}
+    recipe_file = osp.join(args.out_dir, 'tiny_llm_recipe.json')
+    if osp.isfile(recipe_file) and not args.force:
+        with open(recipe_file) as f:
+            if json.load(f) == recipe:
+                print(f'[make_tiny_llm] {args.out_dir} already holds this model; nothing to do (--force rebuilds)')
+                return
+        print(f'[make_tiny_llm] {args.out_dir} was built with other settings; rebuilding')
     from granvit_mm.toy.tiny_llm import region_chat_corpus, save_tiny_llm
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     texts = region_chat_corpus(read_records(args.data_root, args.max_records))
@@ -76,6 +83,8 @@ def main():
     if args.vision_warmup_steps:
         from granvit_mm.toy.llm_vision_warmup import warm_up_llm_on_images
         warm_up_llm_on_images(args.out_dir, args.data_root, steps=args.vision_warmup_steps, seed=args.seed + 1)
+    with open(recipe_file, 'w') as f:
+        json.dump(recipe, f, indent=1)
     print(f'[make_tiny_llm] saved to {args.out_dir}')
 
 

@@ -7,7 +7,7 @@
 #   OMP_NUM_THREADS=1 python -m xtuner.tools.train \
 #       projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py
 # (`xtuner train CFG` works too, but exits 0 even when training fails.)
-from mmengine.dataset import DefaultSampler
+from granvit_mm.datasets.epoch_sampler import EpochTaggedSampler
 from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 from torch.optim import AdamW
@@ -94,7 +94,7 @@ train_dataloader = dict(
     batch_size=batch_size,
     num_workers=dataloader_num_workers,
     dataset=train_dataset,
-    sampler=dict(type=DefaultSampler, shuffle=True),
+    sampler=dict(type=EpochTaggedSampler, shuffle=True),  # new task draws every epoch
     collate_fn=dict(type=default_collate_fn))
 
 #######################################################################

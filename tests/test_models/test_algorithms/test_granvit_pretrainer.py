@@ -75,7 +75,7 @@ def test_teacher_follows_ema_formula(llm_dir):
     for k, v in model.teacher.module.state_dict().items():
         torch.testing.assert_close(v, 0.9 * before[k] + 0.1 * student[k], atol=1e-6, rtol=1e-6)
     # the teacher's forward uses the new weights (no stale cache of derived tensors)
-    fresh = MODELS.build(dict(type='GranViT', arch=ARCH, img_size=32, patch_size=8)).eval()
+    fresh = MODELS.build(dict(type='GranViT', arch=ARCH, img_size=32, patch_size=8, final_norm=False)).eval()
     fresh.load_state_dict(model.teacher.module.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(model.teacher.module(crops)[-1], fresh(crops)[-1])
@@ -127,7 +127,7 @@ def test_other_optimizers_and_eval_mode_leave_teacher(llm_dir):
 
 
 def test_pretrained_init_reaches_teacher(llm_dir, tmp_path):
-    ref = MODELS.build(dict(type='GranViT', arch=ARCH, img_size=32, patch_size=8))
+    ref = MODELS.build(dict(type='GranViT', arch=ARCH, img_size=32, patch_size=8, final_norm=False))
     ckpt = tmp_path / 'vit.pth'
     torch.save(ref.state_dict(), ckpt)
     cfg = _cfg(llm_dir)
