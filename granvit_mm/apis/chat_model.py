@@ -22,7 +22,8 @@ from typing import Callable, Dict, List, Optional, Protocol, Sequence, Union, ru
 
 import torch
 
-from .checkpoint import load_checkpoint_dict, split_checkpoint
+from granvit_mm.core.checkpoint_layout import split_checkpoint
+from .checkpoint import load_checkpoint_dict
 from .config_utils import config_setting, load_config
 
 __all__ = ['VisionChatModel', 'Stage1ChatModel', 'register_chat_model_loader', 'build_chat_model',

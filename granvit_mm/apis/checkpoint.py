@@ -7,7 +7,7 @@ import glob
 import os.path as osp
 import pickle
 import re
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
 import torch
 
@@ -33,17 +33,6 @@ def load_checkpoint_dict(path: str) -> dict:
     if not isinstance(obj, dict):
         raise ValueError(f'{path} is not a checkpoint dict (got {type(obj).__name__})')
     return obj
-
-
-def split_checkpoint(obj: dict) -> Tuple[Dict[str, torch.Tensor], dict]:
-    """(state_dict, meta) of a checkpoint dict: MMEngine layout ``{'state_dict', 'meta', ...}`` or a bare one."""
-    state = obj.get('state_dict', obj)
-    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    return state, dict(obj.get('meta') or {})
-
-
-def strip_prefix(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _iter_number(path: str) -> int:

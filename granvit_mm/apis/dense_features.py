@@ -14,10 +14,11 @@ from typing import Any, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from granvit_mm.core.checkpoint_layout import STAGE1_VIT_PREFIXES, split_checkpoint, strip_prefix
 from granvit_mm.core.geometry import SquareGeometry
 from granvit_mm.core.image_input import to_model_input
 from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, granvit_token_kwargs
-from .checkpoint import load_checkpoint_dict, split_checkpoint, strip_prefix
+from .checkpoint import load_checkpoint_dict
 from .config_utils import config_setting, load_config
 from .inputs import DEFAULT_MAX_PIXELS, as_list, load_image
 
@@ -87,7 +88,8 @@ class DenseFeatureExtractor:
             kwargs['final_norm'] = final_norm
         kwargs.update(type='granvit.GranViT', out_type='featmap', init_cfg=None, frozen_stages=-1)
         if prefix is None:
-            prefix = 'backbone.' if any(k.startswith('backbone.') for k in state) else ''
+            student = STAGE1_VIT_PREFIXES['student']
+            prefix = student if any(k.startswith(student) for k in state) else ''
         vit_state = strip_prefix(state, prefix) if prefix else state
         if not vit_state:
             raise ValueError(f'no weights with prefix {prefix!r} in {checkpoint}')

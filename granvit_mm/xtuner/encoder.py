@@ -15,12 +15,12 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
+from granvit_mm.core.checkpoint_layout import (PROJECTOR_PREFIX, STAGE1_VIT_PREFIXES, split_checkpoint,
+                                               strip_prefix)
 from granvit_mm.core.siglip_keys import granvit_to_siglip_vision
 from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, check_layer, granvit_token_kwargs
 
 # Where each ViT of a stage-1 checkpoint lives.
-VIT_PREFIXES = {'student': 'backbone.', 'teacher': 'teacher.module.'}
-PROJECTOR_PREFIX = 'projector.'
 VISUAL_LAYER_KEY = 'granvit_visual_layer'  # recorded in the exported SiglipVisionConfig
 
 
@@ -35,29 +35,26 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
                            'written with granvit.WeightsOnlyCheckpointHook (the default runtime) do.') from err
     if not isinstance(ckpt, dict):
         raise TypeError(f'{path} holds a {type(ckpt).__name__}, not a state dict')
-    state = ckpt.get('state_dict', ckpt)
-    meta = ckpt.get('meta', {}) if isinstance(ckpt.get('meta'), dict) else {}
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, meta
+    return split_checkpoint(ckpt)
 
 
 def vit_state(state: Mapping[str, torch.Tensor], which: str = 'student') -> Dict[str, torch.Tensor]:
     """The GranViT weights of ``which`` ViT; a bare GranViT state dict (converter output) is taken as is."""
-    if which not in VIT_PREFIXES:
-        raise ValueError(f'which must be one of {sorted(VIT_PREFIXES)}, got {which!r}')
-    prefix = VIT_PREFIXES[which]
-    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if which not in STAGE1_VIT_PREFIXES:
+        raise ValueError(f'which must be one of {sorted(STAGE1_VIT_PREFIXES)}, got {which!r}')
+    prefix = STAGE1_VIT_PREFIXES[which]
+    out = strip_prefix(state, prefix)
     if out:
         return out
     if 'patch_embed.weight' in state:
         return dict(state)
-    found = [w for w, p in VIT_PREFIXES.items() if any(k.startswith(p) for k in state)]
+    found = [w for w, p in STAGE1_VIT_PREFIXES.items() if any(k.startswith(p) for k in state)]
     raise KeyError(f'no {which} ViT ({prefix}*) in the checkpoint' + (f'; it has: {found}' if found else ''))
 
 
 def projector_state(state: Mapping[str, torch.Tensor]) -> Optional[Dict[str, torch.Tensor]]:
     """The stage-1 projector (``model.0``/``model.2`` Linear layers, XTuner's layout), or None."""
-    out = {k[len(PROJECTOR_PREFIX):]: v for k, v in state.items() if k.startswith(PROJECTOR_PREFIX)}
-    return out or None
+    return strip_prefix(state, PROJECTOR_PREFIX) or None
 
 
 def stage1_model_cfg(meta: Mapping, config: Optional[str] = None) -> dict:

@@ -35,14 +35,16 @@ def main(argv=None):
     loss = RegionDistillLoss(**{k: v for k, v in cfg.distill_loss.items() if k != 'type'}) \
         if cfg.get('distill_loss') else RegionDistillLoss(crop_size=size // 2, roi_size=4)
     print(f'{"checkpoint":>48s}  student_rms  teacher_rms  rel_distill_err  crop/roi_norm')
+    from granvit_mm.core.checkpoint_layout import STAGE1_VIT_PREFIXES
     from granvit_mm.models.backbones.pretrained_check import read_state_dict
     for path in args.checkpoints:
         keys = read_state_dict(path)
-        prefix = 'backbone.' if any(k.startswith('backbone.') for k in keys) else ''
-        _, student = build_encoder(backbone, f's={path}' + (f':{prefix}' if prefix else ''), 0, layer)
+        found = {w: p for w, p in STAGE1_VIT_PREFIXES.items() if any(k.startswith(p) for k in keys)}
+        student_spec = f's={path}' + (f":{found['student']}" if 'student' in found else '')
+        _, student = build_encoder(backbone, student_spec, 0, layer)
         teacher = student  # no EMA teacher (no distillation, or a plain encoder): the student is its own
-        if any(k.startswith('teacher.module.') for k in keys):
-            _, teacher = build_encoder(backbone, f't={path}:teacher.module.', 0, layer)
+        if 'teacher' in found:
+            _, teacher = build_encoder(backbone, f"t={path}:{found['teacher']}", 0, layer)
         with torch.no_grad():
             fs, ft = student(images)[-1], teacher(images)[-1]
             rois = loss.rois(boxes)

@@ -10,10 +10,12 @@ from typing import Dict, List, Mapping, Optional, Union
 
 import torch
 
+from granvit_mm.core.checkpoint_layout import STAGE1_VIT_PREFIXES, split_checkpoint, strip_prefix
+
 # Where a GranViT lives inside the checkpoints this project writes: prefix -> what it is.
 KNOWN_PREFIXES = {
-    'backbone.': 'the stage-1 student (or a downstream model\'s backbone)',
-    'teacher.module.': 'the stage-1 EMA teacher',
+    STAGE1_VIT_PREFIXES['student']: 'the stage-1 student (or a downstream model\'s backbone)',
+    STAGE1_VIT_PREFIXES['teacher']: 'the stage-1 EMA teacher',
 }
 
 
@@ -33,8 +35,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
     except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    ckpt = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    return {k: v for k, v in ckpt.items() if isinstance(v, torch.Tensor)}
+    return split_checkpoint(ckpt)[0]
 
 
 def _prefix_hint(keys: List[str], path: str) -> str:
@@ -56,7 +57,7 @@ def check_pretrained_fits(model_state: Mapping[str, torch.Tensor], ckpt_state: M
     """
     keys = list(ckpt_state)
     if prefix:
-        ckpt_state = {k[len(prefix):]: v for k, v in ckpt_state.items() if k.startswith(prefix)}
+        ckpt_state = strip_prefix(ckpt_state, prefix)
         if not ckpt_state:
             raise PretrainedMismatchError(f"no key of {path} starts with prefix='{prefix}'. "
                                           + _prefix_hint(keys, path))
