@@ -13,13 +13,16 @@ import torch.nn.functional as F
 @torch.no_grad()
 def region_features(featmap: torch.Tensor, boxes: Sequence[torch.Tensor], image_size: int,
                     roi_size: int = 2) -> torch.Tensor:
-    """(B, C, h, w) dense maps + per-image (M_i, 4) input-pixel boxes -> (sum M_i, C * roi_size**2)."""
-    from granvit_mm.models.losses.region_distill_loss import _roi_align, boxes_to_rois
-    rois = boxes_to_rois(boxes)
+    """(B, C, h, w) dense maps + per-image (M_i, 4) input-pixel boxes -> (sum M_i, C * roi_size**2).
+
+    Pooled exactly as self-distillation pools the student's map (``RegionDistillLoss.student_regions``).
+    """
+    from granvit_mm.models.losses import RegionDistillLoss
+    pooling = RegionDistillLoss(roi_size=roi_size, max_regions=0)  # 0: every box
+    rois = pooling.rois(boxes)
     if rois.shape[0] == 0:
         return featmap.new_zeros(0, featmap.shape[1] * roi_size * roi_size)
-    pooled = _roi_align(featmap, rois, roi_size, featmap.shape[-1] / image_size)
-    return pooled.flatten(1)
+    return pooling.student_regions(featmap, rois, image_size).flatten(1)
 
 
 def linear_probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,

@@ -42,6 +42,9 @@ TEXTURES = ('solid', 'striped')
 WORDS = ('open', 'stop', 'exit', 'sale', 'menu', 'cafe', 'park', 'taxi', 'hotel', 'bank', 'bus', 'shop')
 TEXT_COLOURS = ((20, 20, 20), (20, 30, 110), (120, 20, 20))
 FONT_SIZES = (0.14, 0.19, 0.25)  # fraction of the longer side
+ATTRIBUTES = ('size', 'colour', 'texture', 'shape')  # the words of an object caption, in order
+ATTRIBUTE_VALUES: Dict[str, Tuple[str, ...]] = dict(size=tuple(SIZES), colour=tuple(COLOURS), texture=TEXTURES,
+                                                   shape=SHAPES)
 SPLITS = {'train': 0, 'val': 1}
 
 
@@ -61,7 +64,6 @@ class SynthConfig:
     image_format: str = 'png'
 
 
-ATTRIBUTES = ('size', 'colour', 'texture', 'shape')
 
 
 def object_caption(size: str, colour: str, texture: str, shape: str) -> str:
@@ -69,16 +71,19 @@ def object_caption(size: str, colour: str, texture: str, shape: str) -> str:
 
 
 def object_attributes(caption: str) -> Optional[Dict[str, str]]:
-    """The attributes an object caption names (the inverse of ``object_caption``), or None for other text.
-
-    The labels of the region probe (``tools/analysis_tools/region_probe.py``).
-    """
+    """The attributes an object caption names (the inverse of ``object_caption``), or None for other text."""
     words = caption.split()
     if len(words) != 5 or words[0] != 'a':
         return None
     attrs = dict(zip(ATTRIBUTES, words[1:]))
-    pools = dict(size=SIZES, colour=COLOURS, texture=TEXTURES, shape=SHAPES)
-    return attrs if all(attrs[k] in pools[k] for k in ATTRIBUTES) else None
+    return attrs if all(attrs[k] in ATTRIBUTE_VALUES[k] for k in ATTRIBUTES) else None
+
+
+def object_regions(record: dict) -> List[Tuple[List[float], Dict[str, str]]]:
+    """(bbox, attributes) of a record's object regions (OCR text regions left out): the labels of the region
+    probe and of the GranSynth detection set."""
+    objects = [(r['bbox'], object_attributes(r['caption'])) for r in record['regions']]
+    return [(box, attrs) for box, attrs in objects if attrs is not None]
 
 
 def _position_words(box: List[float], w: int, h: int) -> str:

@@ -6,25 +6,21 @@ evaluate a detector on it with no new code.
 """
 import json
 import os.path as osp
-from typing import Dict, List
+from typing import List
 
 from granvit_mm.core.gran_record import parse_line
-from .gran_synth import COLOURS, SHAPES, SIZES, TEXTURES, object_attributes
-
-CLASSES: Dict[str, tuple] = dict(shape=tuple(SHAPES), colour=tuple(COLOURS), size=tuple(SIZES),
-                                 texture=tuple(TEXTURES))
+from .gran_synth import ATTRIBUTE_VALUES, object_regions
 
 
 def gran_synth_to_coco(data_root: str, split: str, out_file: str, class_attr: str = 'shape') -> dict:
     """Write ``out_file`` (COCO json, image paths relative to ``data_root/images``); returns its counts."""
-    classes = CLASSES[class_attr]
+    classes = ATTRIBUTE_VALUES[class_attr]  # category ids follow this order
     images: List[dict] = []
     annotations: List[dict] = []
     with open(osp.join(data_root, 'annotations', f'{split}.jsonl'), 'rb') as f:
         for raw in f:
             rec = parse_line(raw)
-            objects = [(r['bbox'], object_attributes(r['caption'])) for r in rec['regions']]
-            objects = [(b, a) for b, a in objects if a is not None]
+            objects = object_regions(rec)
             if not objects:
                 continue  # OCR pages: no object to detect
             image_id = len(images) + 1

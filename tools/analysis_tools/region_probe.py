@@ -22,9 +22,7 @@ from PIL import Image
 from granvit_mm.core.gran_record import parse_line
 from granvit_mm.core.image_input import to_model_input
 from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, granvit_token_kwargs
-from granvit_mm.toy.gran_synth import ATTRIBUTES, COLOURS, SHAPES, SIZES, TEXTURES, object_attributes
-
-POOLS = dict(size=list(SIZES), colour=list(COLOURS), texture=list(TEXTURES), shape=list(SHAPES))
+from granvit_mm.toy.gran_synth import ATTRIBUTE_VALUES, ATTRIBUTES, object_regions
 
 
 def load_split(data_root: str, split: str, img_size: int, limit: int = 0):
@@ -35,8 +33,7 @@ def load_split(data_root: str, split: str, img_size: int, limit: int = 0):
             if limit and n >= limit:
                 break
             rec = parse_line(raw)
-            objs = [(r['bbox'], object_attributes(r['caption'])) for r in rec['regions']]
-            objs = [(b, a) for b, a in objs if a is not None]
+            objs = object_regions(rec)
             if not objs:
                 continue
             rgb = np.asarray(Image.open(osp.join(data_root, 'images', rec['image'])).convert('RGB'))
@@ -44,7 +41,7 @@ def load_split(data_root: str, split: str, img_size: int, limit: int = 0):
             images.append(torch.from_numpy(x))
             boxes.append(torch.from_numpy(geom.to_input(np.array([b for b, _ in objs]))))
             for k in ATTRIBUTES:
-                labels[k].extend(POOLS[k].index(a[k]) for _, a in objs)
+                labels[k].extend(ATTRIBUTE_VALUES[k].index(a[k]) for _, a in objs)
     return torch.stack(images), boxes, {k: torch.tensor(v) for k, v in labels.items()}
 
 

@@ -7,13 +7,14 @@
 import argparse
 import os.path as osp
 
-from granvit_mm.toy.gran_synth_coco import CLASSES, gran_synth_to_coco
+from granvit_mm.toy.gran_synth import ATTRIBUTE_VALUES
+from granvit_mm.toy.gran_synth_coco import gran_synth_to_coco
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data-root', default='data/gran_synth')
-    p.add_argument('--class-attr', default='shape', choices=sorted(CLASSES))
+    p.add_argument('--class-attr', default='shape', choices=sorted(ATTRIBUTE_VALUES))
     args = p.parse_args(argv)
     for split in ('train', 'val'):
         out = osp.join(args.data_root, 'annotations', f'{split}_coco_{args.class_attr}.json')
