@@ -43,8 +43,8 @@ WORDS = ('open', 'stop', 'exit', 'sale', 'menu', 'cafe', 'park', 'taxi', 'hotel'
 TEXT_COLOURS = ((20, 20, 20), (20, 30, 110), (120, 20, 20))
 FONT_SIZES = (0.14, 0.19, 0.25)  # fraction of the longer side
 ATTRIBUTES = ('size', 'colour', 'texture', 'shape')  # the words of an object caption, in order
-ATTRIBUTE_VALUES: Dict[str, Tuple[str, ...]] = dict(size=tuple(SIZES), colour=tuple(COLOURS), texture=TEXTURES,
-                                                   shape=SHAPES)
+ATTRIBUTE_VALUES: Dict[str, Tuple[str, ...]] = dict(
+    size=tuple(SIZES), colour=tuple(COLOURS), texture=TEXTURES, shape=SHAPES)
 SPLITS = {'train': 0, 'val': 1}
 
 

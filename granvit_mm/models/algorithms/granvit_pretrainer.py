@@ -23,6 +23,7 @@ from granvit_mm.core.image_input import PIXEL_MEAN, PIXEL_STD
 from granvit_mm.core.paths import MissingPathError
 from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, granvit_token_kwargs
 from granvit_mm.registry import MODELS
+from ..backbones.pretrained_check import pretrained_cfg
 
 __all__ = ['GranViTPretrainer']
 
@@ -36,16 +37,15 @@ DEFAULT_PREPROCESSOR = dict(type='ImgDataPreprocessor', mean=list(PIXEL_MEAN), s
 
 def check_pretrained(init_cfg: Optional[Union[dict, list]], hint: str = VIT_HINT) -> None:
     """Fail at build time when a ``Pretrained`` init_cfg points at a local file that is not there."""
-    cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
-    for cfg in cfgs:
-        if not cfg or cfg.get('type') != 'Pretrained':
-            continue
-        ckpt = cfg.get('checkpoint')
-        if ckpt and '://' in str(ckpt):
-            continue
-        if not ckpt or not os.path.isfile(os.path.expanduser(str(ckpt))):
-            raise MissingPathError(f'The ViT checkpoint (model.backbone.init_cfg.checkpoint) not found at '
-                                    f'{ckpt!r}. {hint}')
+    cfg = pretrained_cfg(init_cfg)
+    if cfg is None:
+        return
+    ckpt = cfg.get('checkpoint')
+    if ckpt and '://' in str(ckpt):
+        return
+    if not ckpt or not os.path.isfile(os.path.expanduser(str(ckpt))):
+        raise MissingPathError(f'The ViT checkpoint (model.backbone.init_cfg.checkpoint) not found at '
+                               f'{ckpt!r}. {hint}')
 
 
 @MODELS.register_module()
