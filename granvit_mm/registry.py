@@ -25,7 +25,8 @@ RUNNER_CONSTRUCTORS = Registry('runner constructor', parent=mme.RUNNER_CONSTRUCT
 LOOPS = Registry('loop', parent=mme.LOOPS, scope='granvit')
 LOG_PROCESSORS = Registry('log_processor', parent=mme.LOG_PROCESSORS, scope='granvit')
 OPTIMIZERS = Registry('optimizer', parent=mme.OPTIMIZERS, scope='granvit')
-OPTIM_WRAPPERS = Registry('optim_wrapper', parent=mme.OPTIM_WRAPPERS, scope='granvit')
+OPTIM_WRAPPERS = Registry('optim_wrapper', parent=mme.OPTIM_WRAPPERS, scope='granvit',
+                          locations=['granvit_mm.engine.optimizers'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor', parent=mme.OPTIM_WRAPPER_CONSTRUCTORS,
                                       scope='granvit', locations=['granvit_mm.engine.optimizers'])
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=mme.PARAM_SCHEDULERS, scope='granvit')
@@ -35,10 +36,11 @@ TASK_UTILS = Registry('task util', parent=mme.TASK_UTILS, scope='granvit')
 VISUALIZERS = Registry('visualizer', parent=mme.VISUALIZERS, scope='granvit')
 VISBACKENDS = Registry('vis_backend', parent=mme.VISBACKENDS, scope='granvit')
 FUNCTIONS = Registry('function', parent=mme.FUNCTIONS, scope='granvit')
+STRATEGIES = Registry('strategy', parent=mme.STRATEGIES, scope='granvit', locations=['granvit_mm.engine.fsdp'])
 
 __all__ = [
     'MODELS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'HOOKS', 'METRICS', 'EVALUATOR', 'RUNNERS',
     'RUNNER_CONSTRUCTORS', 'LOOPS', 'LOG_PROCESSORS', 'OPTIMIZERS', 'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS',
     'PARAM_SCHEDULERS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'TASK_UTILS', 'VISUALIZERS', 'VISBACKENDS',
-    'FUNCTIONS'
+    'FUNCTIONS', 'STRATEGIES'
 ]

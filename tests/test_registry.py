@@ -23,8 +23,8 @@ def test_granvit_scope_fills_every_registry_without_imports():
     """One way the registries get filled: each lists its modules (``locations``); a config with
     default_scope='granvit' and no custom_imports finds every project type in a fresh interpreter."""
     code = (
-        'from mmengine.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS,\n'
-        '                               OPTIM_WRAPPER_CONSTRUCTORS, TRANSFORMS)\n'
+        'from mmengine.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS, OPTIM_WRAPPERS,\n'
+        '                               OPTIM_WRAPPER_CONSTRUCTORS, STRATEGIES, TRANSFORMS)\n'
         'def get(root, name):  # what build_from_cfg does under default_scope=granvit\n'
         "    with root.switch_scope_and_registry('granvit') as reg:\n"
         '        return reg.get(name)\n'
@@ -32,7 +32,8 @@ def test_granvit_scope_fills_every_registry_without_imports():
         "names = [(MODELS, 'GranViTPretrainer'), (MODELS, 'RegionDistillLoss'), (DATASETS, 'GranDataset'),\n"
         "         (DATA_SAMPLERS, 'EpochTaggedSampler'), (TRANSFORMS, 'PackGranInputs'),\n"
         "         (HOOKS, 'DistillScheduleHook'), (METRICS, 'RegionCaptionMetric'),\n"
-        "         (OPTIM_WRAPPER_CONSTRUCTORS, 'BackboneLayerDecayOptimWrapperConstructor')]\n"
+        "         (OPTIM_WRAPPER_CONSTRUCTORS, 'BackboneLayerDecayOptimWrapperConstructor'),\n"
+        "         (OPTIM_WRAPPERS, 'DeepSpeedTeacherOptimWrapper'), (STRATEGIES, 'GranViTFSDPStrategy')]\n"
         "missing = [n for reg, n in names if get(reg, n) is None]\n"
         "assert not missing, missing\n"
         'print("ok")\n')

@@ -49,7 +49,7 @@ def adapt_cfg_for_cpu(cfg: Config) -> Config:
     strategy = cfg.get('strategy')
     if strategy is not None:  # FlexibleRunner: its strategy builds the wrapper
         if 'FSDP' in str(strategy.get('type', '')):
-            strategy.setdefault('model_wrapper', {})['device_id'] = None  # default: LOCAL_RANK, a CUDA index
+            strategy.setdefault('model_wrapper', {})['device_id'] = 'cpu'  # default: LOCAL_RANK, a CUDA index
         return cfg
     wrapper = cfg.get('model_wrapper_cfg')
     if wrapper is None:

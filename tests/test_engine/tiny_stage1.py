@@ -39,7 +39,8 @@ def write_config(path: str, data_root: str, llm_dir: str, batch_size: int = 2, m
     text = f'''
 _base_ = [{osp.join(ROOT, 'configs', 'granvit_pretrain_tiny.py')!r}]
 model = dict(
-    backbone=dict(arch=dict(_delete_=True, {', '.join(f'{k}={v}' for k, v in TINY_ARCH.items())}), img_size=64, patch_size=8),
+    backbone=dict(arch=dict(_delete_=True, {', '.join(f'{k}={v}' for k, v in TINY_ARCH.items())}), img_size=64, patch_size=8,
+                  init_cfg=None),
     head=dict(llm_path={llm_dir!r}),
     distill_loss=dict(crop_size=32, roi_size=4, max_regions=2))
 train_dataloader = dict(
@@ -107,13 +108,22 @@ class StepProbeHook(Hook):
     means were taken over; and ``final_rank{r}.pth``: its model state after training."""
     priority = 'LOWEST'
 
-    def __init__(self, probe_index: int = 0):
+    def __init__(self, probe_index: int = 0, save_states: bool = False):
         self.probe_index = probe_index
+        self.save_states = save_states  # also ``states_rank{r}.pth``: the ViTs before training and after each iter
+        self.states = []
 
     def _path(self, runner, suffix):
         return osp.join(runner.work_dir, f'probe_rank{runner.rank}{suffix}')
 
+    def _snapshot(self, runner):
+        if self.save_states:
+            state = full_state_dict(runner.model)
+            self.states.append({k: v.detach().clone() for k, v in state.items()
+                                if k.startswith(('backbone.', 'teacher.'))})
+
     def before_train(self, runner):
+        self._snapshot(runner)
         dataset = runner.train_dataloader.dataset
         tasks = dataset[(0, self.probe_index)]['data_samples'].tasks
         with open(self._path(runner, '.jsonl'), 'a') as f:
@@ -128,9 +138,22 @@ class StepProbeHook(Hook):
                    **{k: float(v) for k, v in outputs.items()})
         with open(self._path(runner, '.jsonl'), 'a') as f:
             f.write(json.dumps(row) + '\n')
+        self._snapshot(runner)
 
     def after_train(self, runner):
-        torch.save(unwrap(runner.model).state_dict(), self._path(runner, '_final.pth'))
+        torch.save(full_state_dict(runner.model), self._path(runner, '_final.pth'))
+        if self.save_states:
+            torch.save(self.states, self._path(runner, '_states.pth'))
+
+
+def full_state_dict(model) -> dict:
+    """The model's state on this rank, gathered whole under FSDP (a collective: call it on every rank)."""
+    from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, StateDictType
+    if isinstance(model, FullyShardedDataParallel):
+        with FullyShardedDataParallel.state_dict_type(model, StateDictType.FULL_STATE_DICT,
+                                                      FullStateDictConfig(rank0_only=False)):
+            return {k: v.clone() for k, v in model.state_dict().items()}
+    return unwrap(model).state_dict()
 
 
 @HOOKS.register_module(force=True)

@@ -10,6 +10,7 @@ EMA convention: the paper writes ``theta_t <- alpha * theta_t + (1 - alpha) * th
 MMEngine's ``ExponentialMovingAverage`` takes ``momentum = 1 - alpha`` (``avg.lerp_(src, momentum)``), so the
 paper's setting is ``momentum=0.1``.
 """
+import contextlib
 import copy
 import os
 import weakref
@@ -30,7 +31,9 @@ __all__ = ['GranViTPretrainer']
 VIT_HINT = ('Set `vit_checkpoint` in the config or pass '
             '`--cfg-options model.backbone.init_cfg.checkpoint=PATH`. '
             'Produce it from a Hugging Face SigLIP2 directory with '
-            '`python tools/model_converters/siglip2_to_granvit.py /path/to/siglip2-large-patch16-512 PATH`.')
+            '`python tools/model_converters/siglip2_to_granvit.py /path/to/siglip2-large-patch16-512 PATH`. '
+            'For the tiny config, build the tiny SigLIP first: `python tools/misc/make_tiny_siglip.py '
+            '--data-root data/gran_synth --out-dir data/tiny_siglip` (or set model.backbone.init_cfg=None).')
 
 DEFAULT_PREPROCESSOR = dict(type='ImgDataPreprocessor', mean=list(PIXEL_MEAN), std=list(PIXEL_STD), bgr_to_rgb=False)
 
@@ -114,9 +117,17 @@ class GranViTPretrainer(BaseModel):
 
     @torch.no_grad()
     def update_teacher(self) -> None:
-        """teacher <- (1 - momentum) * teacher + momentum * student (after each optimiser step)."""
-        if self.teacher is not None:
-            self.teacher.update_parameters(self.backbone)
+        """teacher <- (1 - momentum) * teacher + momentum * student (after each optimiser step).
+
+        Under FSDP the student is gathered for the update (a collective; the step post-hook runs on every rank
+        alike) and the teacher is a plain replicated module (``ignored_modules``, configs/granvit_pretrain_fsdp.py).
+        """
+        if self.teacher is None:
+            return
+        with _gathered(self.backbone):
+            student = _OriginalNames(self.backbone)
+            _check_same_shapes(self.teacher.avg_parameters, student)
+            self.teacher.update_parameters(student)
 
     def steps_student(self, optimizer: torch.optim.Optimizer) -> bool:
         """Whether ``optimizer`` updates the student ViT (so its step must move the teacher)."""
@@ -197,6 +208,41 @@ def _token_settings(backbone: dict, visual_layer: int) -> dict:
     return settings
 
 
+_FSDP_PREFIX = '_fsdp_wrapped_module.'
+
+
+class _OriginalNames:
+    """``module`` as MMEngine's EMA reads it (``named_parameters``, ``buffers``), under the names the teacher
+    was built with: FSDP inserts ``_fsdp_wrapped_module.`` into the names of the modules it wraps."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def named_parameters(self):
+        return ((name.replace(_FSDP_PREFIX, ''), p) for name, p in self.module.named_parameters())
+
+    def buffers(self):
+        return self.module.buffers()
+
+
+def _gathered(backbone: torch.nn.Module):
+    """The whole student on every rank when it is an FSDP unit (its parameters are shards between steps)."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    if isinstance(backbone, FSDP):
+        return FSDP.summon_full_params(backbone, writeback=False)
+    return contextlib.nullcontext()
+
+
+def _check_same_shapes(teacher: Dict[str, torch.Tensor], student: '_OriginalNames') -> None:
+    for name, param in student.named_parameters():
+        if name in teacher and teacher[name].shape != param.shape:
+            raise RuntimeError(
+                f'EMA teacher update: the student\'s {name} is {tuple(param.shape)} here, the teacher\'s '
+                f'{tuple(teacher[name].shape)}. Under FSDP the student ViT must be an FSDP unit of its own and the '
+                "teacher out of FSDP: auto_wrap_policy=dict(type='granvit_mm.engine.fsdp.wrap_module_classes'), "
+                "ignored_modules=['head.llm', 'teacher'] (configs/granvit_pretrain_fsdp.py)")
+
+
 def _follow_optimizer_steps(model: GranViTPretrainer) -> None:
     """Register a global optimiser step post-hook that moves ``model``'s teacher after each step of an
     optimiser that holds its student's parameters.
@@ -204,6 +250,9 @@ def _follow_optimizer_steps(model: GranViTPretrainer) -> None:
     The hook fires only when ``optimizer.step()`` really runs: not on accumulation micro-steps, not on AMP
     steps skipped for inf gradients, and identically on every DDP rank. It holds the model weakly and is
     removed when the model is garbage-collected.
+
+    DeepSpeed steps its own flat copies of the parameters, so this hook does not see the student there; its
+    engine step is followed by ``granvit.DeepSpeedTeacherOptimWrapper`` instead.
     """
     ref = weakref.ref(model)
 
