@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The tiny training run uses both cores (about 0.27 s an iteration measured with 2 threads).
 DEMO_THREADS ?= 2
 
-.PHONY: setup demo test data tiny-llm clean demo-deps web-demo stage2-demo
+.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain
 
 setup:
 	bash tools/setup_env.sh
@@ -14,9 +14,14 @@ setup:
 data: setup
 	$(PY) tools/misc/make_gran_synth.py --out-dir data/gran_synth
 
-tiny-llm: data
+# The stand-in for SigLIP2 that stage 1 starts from (SigLIP's sigmoid loss on GranSynth's global captions).
+tiny-siglip: data
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) tools/misc/make_tiny_siglip.py --data-root data/gran_synth --out-dir data/tiny_siglip
+
+# The frozen tiny LLM, warmed up to read visual tokens of the tiny SigLIP (granvit_mm/toy/llm_vision_warmup.py).
+tiny-llm: tiny-siglip
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) tools/misc/make_tiny_llm.py --data-root data/gran_synth --out-dir data/tiny_llm \
-		--vision-warmup-steps 300
+		--vision-warmup-steps 300 --vision-init data/tiny_siglip/granvit_tiny_siglip.pth
 
 # The main job on the embedded default: stage-1 GranViT pretraining of a tiny model on GranSynth.
 demo: tiny-llm
@@ -28,6 +33,11 @@ stage2-demo: setup
 	$(PY) tools/model_converters/granvit_to_hf.py work_dirs/granvit_pretrain_tiny/iter_1000.pth work_dirs/granvit_pretrain_tiny/hf_encoder
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) -m xtuner.tools.train $(STAGE2_TINY)
 	$(PY) tools/analysis_tools/eval_stage2.py $(STAGE2_TINY) work_dirs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2/iter_1000.pth
+
+# The paper's chain at toy scale over 3 seeds (about an hour on 2 cores; docs/toy_chain.md): start encoder ->
+# stage 1 with / without distillation -> region probe, detection and stage 2 from every encoder.
+toy-chain: tiny-llm
+	$(PY) tools/analysis_tools/toy_chain.py --work-dir work_dirs/toy_chain
 
 # Optional: Gradio + selenium for the web demo and its browser test (requirements/demo.txt).
 demo-deps: setup
@@ -41,4 +51,4 @@ test: setup
 	$(PY) -m pytest tests -q
 
 clean:
-	rm -rf work_dirs data/gran_synth data/tiny_llm
+	rm -rf work_dirs data/gran_synth data/tiny_siglip data/tiny_llm

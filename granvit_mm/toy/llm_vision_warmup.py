@@ -10,7 +10,7 @@ only the LLM is saved. Stage 1 then starts a fresh ViT and projector and trains 
 frozen. The docs say what the LLM has seen: GranSynth training images through a different encoder.
 """
 import random
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -18,7 +18,8 @@ from .fit import fit
 
 
 def warm_up_llm_on_images(llm_dir: str, data_root: str, steps: int = 300, batch_size: int = 16,
-                          lr: float = 2e-3, img_size: int = 64, seed: int = 1, log_every: int = 50) -> List[float]:
+                          lr: float = 2e-3, img_size: int = 64, patch_size: int = 8, seed: int = 1,
+                          vit_init: Optional[str] = None, log_every: int = 50) -> List[float]:
     """Train the LLM in ``llm_dir`` jointly with a throwaway tiny ViT + projector; save the LLM back."""
     from mmengine.dataset import pseudo_collate
 
@@ -28,7 +29,8 @@ def warm_up_llm_on_images(llm_dir: str, data_root: str, steps: int = 300, batch_
     rng = random.Random(seed)
     model = MODELS.build(dict(
         type='granvit.GranViTPretrainer', distill_loss=None,
-        backbone=dict(type='granvit.GranViT', arch='tiny', img_size=img_size, patch_size=8),
+        backbone=dict(type='granvit.GranViT', arch='tiny', img_size=img_size, patch_size=patch_size,
+                      init_cfg=dict(type='Pretrained', checkpoint=vit_init) if vit_init else None),
         head=dict(type='granvit.RegionARHead', llm_path=llm_dir, llm_dtype='float32')))
     model.init_weights()
     model.head.llm.requires_grad_(True)  # the one place an LLM is trained: making the toy asset

@@ -23,6 +23,7 @@ def make_stage1_checkpoint(base_dir: str, seed: int = 0) -> dict:
                         pretrain_steps=300, pretrain_kwargs=dict(batch_size=8, seq_len=96, log_every=1000))
     cfg = Config.fromfile(CONFIG)
     cfg.model.head.llm_path = llm
+    cfg.model.backbone.init_cfg = None  # random weights instead of the tiny SigLIP of `make tiny-siglip`
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.init_weights()

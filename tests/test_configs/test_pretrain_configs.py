@@ -89,7 +89,7 @@ def test_paper_config_builds_with_standins(llm_dir, tmp_path):
 
 def test_tiny_config_builds(llm_dir):
     cfg = Config.fromfile(TINY)
-    cfg.merge_from_dict({'model.head.llm_path': llm_dir})
+    cfg.merge_from_dict({'model.head.llm_path': llm_dir, 'model.backbone.init_cfg': None})
     model = MODELS.build(cfg.model)
     assert model.projector.in_channels == model.backbone.embed_dims
     assert model.projector.out_channels == model.head.hidden_size
@@ -98,6 +98,6 @@ def test_tiny_config_builds(llm_dir):
 
 def test_tiny_config_without_llm_names_the_command(tmp_path):
     cfg = Config.fromfile(TINY)
-    cfg.merge_from_dict({'model.head.llm_path': str(tmp_path / 'tiny_llm')})
+    cfg.merge_from_dict({'model.head.llm_path': str(tmp_path / 'tiny_llm'), 'model.backbone.init_cfg': None})
     with pytest.raises(FileNotFoundError, match='tools/misc/make_tiny_llm.py'):
         MODELS.build(cfg.model)

@@ -24,7 +24,7 @@ def test_benchmark_reports_every_variant(llm_dir, tmp_path):
     out = tmp_path / 'bench.json'
     proc = subprocess.run(
         [sys.executable, TOOL, TINY, '--synthetic', '--turns', '3', '--batch-size', '2', '--steps', '1',
-         '--warmup', '0', '--out', str(out), '--cfg-options', f'model.head.llm_path={llm_dir}',
+         '--warmup', '0', '--out', str(out), '--cfg-options', f'model.head.llm_path={llm_dir}', 'model.backbone.init_cfg=None',
          'model.distill_loss.max_regions=2'],
         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

@@ -23,7 +23,7 @@ def assets(tmp_path_factory):
 
 
 def _train(work_dir, data, llm, max_iters, *extra):
-    opts = [f'model.head.llm_path={llm}', f'train_dataloader.dataset.data_root={data}',
+    opts = [f'model.head.llm_path={llm}', 'model.backbone.init_cfg=None', f'train_dataloader.dataset.data_root={data}',
             f'val_dataloader.dataset.data_root={data}', f'test_dataloader.dataset.data_root={data}',
             'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
             f'train_cfg.max_iters={max_iters}', 'train_cfg.val_interval=2',
@@ -56,13 +56,24 @@ def test_train_writes_checkpoint_and_resumes(assets, tmp_path):
 def test_missing_tiny_llm_names_the_command(assets, tmp_path):
     data, _ = assets
     cmd = [sys.executable, 'tools/train.py', 'configs/granvit_pretrain_tiny.py', '--work-dir', str(tmp_path),
-           '--cfg-options', f'model.head.llm_path={tmp_path / "no_llm"}',
+           '--cfg-options', f'model.head.llm_path={tmp_path / "no_llm"}', 'model.backbone.init_cfg=None',
            f'train_dataloader.dataset.data_root={data}']
     proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert 'tools/misc/make_tiny_llm.py --data-root data/gran_synth --out-dir data/tiny_llm' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_missing_tiny_siglip_names_the_command(assets, tmp_path):
+    data, llm = assets
+    cmd = [sys.executable, 'tools/train.py', 'configs/granvit_pretrain_tiny.py', '--work-dir', str(tmp_path),
+           '--cfg-options', f'model.head.llm_path={llm}', f'train_dataloader.dataset.data_root={data}',
+           f'model.backbone.init_cfg.checkpoint={tmp_path / "no_siglip.pth"}']
+    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert 'tools/misc/make_tiny_siglip.py --data-root data/gran_synth --out-dir data/tiny_siglip' in proc.stderr
 
 
 def test_missing_data_names_the_command(tmp_path):

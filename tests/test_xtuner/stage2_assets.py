@@ -24,6 +24,7 @@ def make_stage1_checkpoint(path: str, llm_dir: str, seed: int = 0) -> str:
     from granvit_mm.registry import MODELS
     cfg = Config.fromfile(STAGE1_TINY)
     cfg.model.head.llm_path = llm_dir
+    cfg.model.backbone.init_cfg = None  # random weights, not `make tiny-siglip`'s
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -40,6 +41,7 @@ def build_stage1(path: str, llm_dir: str):
     from granvit_mm.registry import MODELS
     cfg = Config.fromfile(STAGE1_TINY)
     cfg.model.head.llm_path = llm_dir
+    cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True)['state_dict'])
     return model.eval()

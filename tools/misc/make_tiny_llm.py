@@ -38,6 +38,12 @@ def parse_args():
     p.add_argument('--vision-warmup-steps', type=int, default=0,
                    help='then train it unfrozen for this many steps with a throwaway ViT on the training images, '
                    'so that it reads visual tokens (granvit_mm/toy/llm_vision_warmup.py); 0: text only')
+    p.add_argument('--vision-img-size', type=int, default=64,
+                   help="the throwaway ViT's input size in the warm-up (match the stage-1 config's img_size)")
+    p.add_argument('--vision-patch-size', type=int, default=8, help="the throwaway ViT's patch size")
+    p.add_argument('--vision-init', default=None,
+                   help="start the throwaway ViT from this GranViT checkpoint (e.g. the tiny SigLIP's) instead of "
+                   "random weights")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true', help='rebuild even if --out-dir holds a model')
     return p.parse_args()
@@ -82,7 +88,9 @@ def main():
                   pretrain_kwargs=dict(batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr))
     if args.vision_warmup_steps:
         from granvit_mm.toy.llm_vision_warmup import warm_up_llm_on_images
-        warm_up_llm_on_images(args.out_dir, args.data_root, steps=args.vision_warmup_steps, seed=args.seed + 1)
+        warm_up_llm_on_images(args.out_dir, args.data_root, steps=args.vision_warmup_steps, seed=args.seed + 1,
+                              img_size=args.vision_img_size, patch_size=args.vision_patch_size,
+                              vit_init=args.vision_init)
     with open(recipe_file, 'w') as f:
         json.dump(recipe, f, indent=1)
     print(f'[make_tiny_llm] saved to {args.out_dir}')
