@@ -75,16 +75,37 @@ def test_siglip_to_granvit_to_siglip_keeps_every_hidden_state():
         assert (ha - hb).abs().max() <= 1e-5
 
 
+def _init_config(tmp_path, init_cfg):
+    """The tiny stage-1 config with another ViT start (it starts from `make tiny-siglip`'s checkpoint)."""
+    path = tmp_path / f'tiny_{len(list(tmp_path.glob("tiny_*.py")))}.py'
+    path.write_text(f'_base_ = [{STAGE1_TINY!r}]\nmodel = dict(backbone=dict(init_cfg={init_cfg!r}))\n')
+    return path
+
+
 def test_from_init_exports_the_starting_vit_without_projector(tmp_path):
     from transformers import SiglipVisionModel
+    random_start = _init_config(tmp_path, None)
     out = tmp_path / 'init'
-    proc = _run('--from-init', '--config', STAGE1_TINY, out)
+    proc = _run('--from-init', '--config', random_start, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'which=init' in proc.stdout and not (out / 'projector').exists()
     a = SiglipVisionModel.from_pretrained(out).state_dict()
-    proc = _run('--from-init', '--config', STAGE1_TINY, tmp_path / 'again')
+    proc = _run('--from-init', '--config', random_start, tmp_path / 'again')
     b = SiglipVisionModel.from_pretrained(tmp_path / 'again').state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # the config's seed makes it reproducible
+
+    # a Pretrained start (the tiny SigLIP's place) is exported as that checkpoint's ViT
+    from granvit_mm.models.backbones import GranViT
+    vit = GranViT(arch='tiny', img_size=64, patch_size=8)
+    ckpt = tmp_path / 'start.pth'
+    torch.save(vit.state_dict(), ckpt)
+    proc = _run('--from-init', '--config', _init_config(tmp_path, dict(type='Pretrained', checkpoint=str(ckpt))),
+                tmp_path / 'pretrained')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    c = SiglipVisionModel.from_pretrained(tmp_path / 'pretrained').state_dict()
+    patch = 'vision_model.embeddings.patch_embedding.weight'
+    torch.testing.assert_close(c[patch], vit.state_dict()['patch_embed.weight'])
+    assert not torch.equal(c[patch], a[patch])
 
 
 def test_bad_inputs_say_what_is_wrong(stage1_ckpt, tmp_path):

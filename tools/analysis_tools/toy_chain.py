@@ -191,8 +191,10 @@ def table(summary, seeds):
                  stage2_acc50='stage 2 Caption2Bbox Acc@0.5 %', rouge_l='stage 1 val Bbox2Caption ROUGE-L')
     lines = ['| measure | ' + ' | '.join(ENCODERS) + ' |', '| --- |' + ' --- |' * len(ENCODERS)]
     for measure, by_enc in summary.items():
-        cells = [f"{by_enc[n]['mean']:.1f} ± {by_enc[n]['spread'] / 2:.1f}" if n in by_enc else '' for n in ENCODERS]
-        lines.append(f'| {names[measure]} (n={len(next(iter(by_enc.values()))["values"])}) | ' + ' | '.join(cells) + ' |')
+        cells = [f"{by_enc[n]['mean']:.1f} ± {by_enc[n]['spread'] / 2:.1f}" if n in by_enc else ''
+                 for n in ENCODERS]
+        n_seeds = len(next(iter(by_enc.values()))['values'])
+        lines.append(f'| {names[measure]} (n={n_seeds}) | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + f'\n\nmean ± half the spread (max - min) over seeds {seeds}\n'
 
 
