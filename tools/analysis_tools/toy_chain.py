@@ -229,8 +229,8 @@ def parse_args(argv=None):
     p.add_argument('--siglip', default='data/tiny_siglip/granvit_tiny_siglip.pth',
                    help='the start encoder (`make tiny-siglip`), as a GranViT checkpoint')
     p.add_argument('--stage1-iters', type=int, default=1000)
-    p.add_argument('--det-iters', type=int, default=300, help='RetinaNet iterations (0 skips detection); '
-                   'short, so that the start matters: at 1000 every init nears the same mAP')
+    p.add_argument('--det-iters', type=int, default=300, help='RetinaNet iterations (0 skips detection); short, '
+                   'where a better start should show (1000 from random init nears saturation)')
     p.add_argument('--stage2-iters', type=int, default=500, help='0 skips stage 2')
     p.add_argument('--stage2-seeds', type=int, nargs='+', default=[0])
     p.add_argument('--threads', type=int, default=2, help='OMP_NUM_THREADS of every step')
