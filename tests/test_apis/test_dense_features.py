@@ -1,6 +1,4 @@
 """The encoder alone: stage-1 checkpoints (+ config), a converted SigLIP2 tower (no config), PCA pictures."""
-import importlib.util
-import os.path as osp
 
 import numpy as np
 import pytest
@@ -11,7 +9,8 @@ from granvit_mm.apis import DenseFeatureExtractor, draw_result, feature_view, pc
 from granvit_mm.apis.dense_features import DenseFeatures
 from granvit_mm.core.geometry import SquareGeometry
 from granvit_mm.core.image_input import to_model_input
-from stage1_assets import ROOT, wide_image
+from stage1_assets import wide_image
+from repo_tools import load_tool
 
 
 def test_stage1_checkpoint_with_config_matches_the_inferencer(stage1, inferencer):
@@ -33,11 +32,7 @@ def test_needs_an_architecture(stage1):
 
 
 def _converter():
-    spec = importlib.util.spec_from_file_location(
-        'siglip2_to_granvit', osp.join(ROOT, 'tools', 'model_converters', 'siglip2_to_granvit.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/model_converters/siglip2_to_granvit.py')
 
 
 def test_converted_siglip2_checkpoint_needs_no_config(tmp_path):

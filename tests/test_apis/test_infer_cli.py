@@ -1,20 +1,17 @@
 """tools/infer.py: a folder, a Gran JSONL and one image in; JSONL results, drawn PNGs and feature views out."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 from PIL import Image
 
-from stage1_assets import ROOT, wide_image
+from stage1_assets import wide_image
+from repo_tools import load_tool
 
 
 @pytest.fixture(scope='module')
 def cli():
-    spec = importlib.util.spec_from_file_location('granvit_infer_cli', osp.join(ROOT, 'tools', 'infer.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/infer.py', 'granvit_infer_cli')
 
 
 @pytest.fixture(scope='module')

@@ -1,14 +1,9 @@
-import importlib.util
-import os.path as osp
 
-from gran_data_helpers import REPO
+from repo_tools import load_tool
 
 
 def test_benchmark_runs_small(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        'bench', osp.join(REPO, 'tools', 'analysis_tools', 'benchmark_dataset_index.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_tool('tools/analysis_tools/benchmark_dataset_index.py')
     out = tmp_path / 'b.json'
     mod.main([
         '--lines', '3000', '--samples', '500', '--workers', '1', '--seconds', '0.3', '--tmp-dir',

@@ -1,21 +1,14 @@
-import importlib.util
 import os.path as osp
 
 import numpy as np
 from PIL import Image
 
 from gran_data_helpers import REPO
-
-
-def _load(rel):
-    spec = importlib.util.spec_from_file_location(osp.basename(rel)[:-3], osp.join(REPO, rel))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from repo_tools import load_tool
 
 
 def test_browse_dataset_without_config(synth_dir, tmp_path):
-    main = _load('tools/visualization/browse_dataset.py').main
+    main = load_tool('tools/visualization/browse_dataset.py').main
     out = str(tmp_path / 'browse')
     written = main([
         '--ann-file', 'annotations/train.jsonl', '--data-root', synth_dir, '--size', '64', '--output-dir',
@@ -27,7 +20,7 @@ def test_browse_dataset_without_config(synth_dir, tmp_path):
 
 
 def test_browse_dataset_from_config(synth_dir, tmp_path):
-    main = _load('tools/visualization/browse_dataset.py').main
+    main = load_tool('tools/visualization/browse_dataset.py').main
     cfg = osp.join(REPO, 'configs', '_base_', 'datasets', 'gran_synth_tiny.py')
     written = main([
         cfg, '--output-dir',

@@ -1,7 +1,5 @@
 """Converters on small fixtures in each source's real format, read back through the training pipeline."""
-import importlib.util
 import json
-import os.path as osp
 import pickle
 
 import pytest
@@ -9,15 +7,12 @@ import pytest
 from granvit_mm.datasets import GranDataset
 from granvit_mm.datasets.converters import load_basic_pickle, refcoco_eval_image_ids
 from granvit_mm.datasets.converters.ocr import paddle_result_lines, parse_icdar2015_line
-from gran_data_helpers import REPO, pipeline, write_image
+from gran_data_helpers import pipeline, write_image
+from repo_tools import load_tool
 
 
 def tool(name):
-    path = osp.join(REPO, 'tools', 'dataset_converters', name + '.py')
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
+    return load_tool(f'tools/dataset_converters/{name}.py').main
 
 
 def read_back(out, root, prefix='', tasks=None):

@@ -6,7 +6,7 @@ import numpy as np
 
 from granvit_mm.toy.gran_synth import (COLOURS, SHAPES, SIZES, TEXTURES, SynthConfig, generate, load_meta,
                                             make_image)
-from gran_data_helpers import REPO
+from repo_tools import load_tool
 
 
 def _lines(d, split):
@@ -58,10 +58,7 @@ def test_noop_when_same_params_and_regenerates_otherwise(tmp_path):
 
 
 def test_shards_and_cli(tmp_path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('mk', osp.join(REPO, 'tools', 'misc', 'make_gran_synth.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_tool('tools/misc/make_gran_synth.py')
     out = str(tmp_path / 'cli')
     meta = mod.main(
         ['--out-dir', out, '--num-train', '5', '--num-val', '2', '--image-size', '64', '--shards', '2'])

@@ -1,18 +1,11 @@
 """tools/analysis_tools/caption_attributes.py: per-attribute caption accuracy, split by objects per image."""
-import importlib.util
-import os.path as osp
 
 import pytest
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from repo_tools import load_tool
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'caption_attributes', osp.join(ROOT, 'tools', 'analysis_tools', 'caption_attributes.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('tools/analysis_tools/caption_attributes.py')
 
 
 def test_attribute_accuracy_counts_words_by_attribute_and_objects_per_image():

@@ -3,23 +3,16 @@
 The chain itself runs the stock tools (each has its own tests); a full run is ~1 hour and recorded in
 docs/toy_chain.md.
 """
-import importlib.util
 import json
-import os.path as osp
 import sys
 
 import pytest
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from repo_tools import load_tool
 
 
 @pytest.fixture(scope='module')
 def chain():
-    spec = importlib.util.spec_from_file_location('toy_chain', osp.join(ROOT, 'tools', 'analysis_tools',
-                                                                         'toy_chain.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('tools/analysis_tools/toy_chain.py')
 
 
 def test_summary_is_mean_and_spread_over_the_seeds_that_have_the_measure(chain):

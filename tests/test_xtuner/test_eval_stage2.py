@@ -1,5 +1,4 @@
 """Stage-2 evaluation: hand-checked metric values, RefCOCO files, a tiny XTuner LLaVA model, and the tool."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -11,8 +10,8 @@ from PIL import Image
 from granvit_mm.toy.tiny_llm import region_chat_corpus, toy_records, train_tokenizer
 from granvit_mm.xtuner.stage2_eval import (build_eval_dataset, evaluate_stage2, format_metrics, load_stage2,
                                            load_stage2_state_dict, predict, score)
+from repo_tools import load_tool
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 W, H = 40, 30
 # normalised by the padded side 40: A = [0.05, 0.075, 0.5, 0.625], B = [0.25, 0.0, 1.0, 0.75]
 RECORD = dict(image='a.png', width=W, height=H, source='test', caption='a picture',
@@ -206,10 +205,7 @@ def test_pickled_checkpoints_need_trust(tmp_path):
 
 
 def test_eval_tool(trained, synth_dir, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location('eval_stage2',
-                                                  osp.join(REPO, 'tools/analysis_tools/eval_stage2.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/analysis_tools/eval_stage2.py')
     out = str(tmp_path / 'eval.json')
     metrics = tool.main([trained['config'], trained['checkpoint'], '--max-images', '2', '--max-new-tokens',
                          '8', '--device', 'cpu', '--out', out])

@@ -1,5 +1,4 @@
 """HF SigLIP / SigLIP2 -> GranViT: the converter's key map reproduces HF's vision tower numerically."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from granvit_mm.core.siglip_keys import (convert_siglip_vision, granvit_kwargs,
 
 transformers = pytest.importorskip('transformers')
 from transformers import SiglipConfig, SiglipModel, SiglipVisionConfig, SiglipVisionModel  # noqa: E402
+from repo_tools import load_tool as load_repo_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TOOL = os.path.join(ROOT, 'tools', 'model_converters', 'siglip2_to_granvit.py')
@@ -21,10 +21,7 @@ TOL = 1e-4
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location('siglip2_to_granvit', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_tool('tools/model_converters/siglip2_to_granvit.py')
 
 
 def scramble(model, seed=0):
