@@ -17,7 +17,8 @@ def chain():
 
 def test_summary_is_mean_and_spread_over_the_seeds_that_have_the_measure(chain):
     per_seed = {
-        0: dict(probe=dict(random=74.0, siglip=77.0), stage2_acc50=dict(siglip=5.0)),
+        0: dict(probe=dict(random=74.0, siglip=77.0), stage2_acc50=dict(siglip=5.0),
+                pixel_r2=dict(random=96.0, siglip=76.0)),
         1: dict(probe=dict(random=75.0, siglip=80.0)),
         2: dict(probe=dict(random=73.0, siglip=77.0)),
     }
@@ -33,6 +34,11 @@ def test_summary_is_mean_and_spread_over_the_seeds_that_have_the_measure(chain):
     assert '(n=3)' in probe_row and '74.0 ± 1.0' in probe_row and '78.0 ± 1.5' in probe_row
     stage2_row = next(v for k, v in rows.items() if 'Caption2Bbox' in k)
     assert '(n=1)' in stage2_row and '5.0 ± 0.0' in stage2_row
+    pixel_row = next(v for k, v in rows.items() if 'pixels' in k)
+    assert '96.0 ± 0.0 | 76.0 ± 0.0 |  |  |' in pixel_row
+    assert [k for k in rows if k not in ('| measure', '| ---')] == ['| region probe, mean attribute acc. % (n=3)',
+                                                       '| patch pixels from its token, ridge R^2 % (n=1)',
+                                                       '| stage 2 Caption2Bbox Acc@0.5 % (n=1)']
     assert text.splitlines()[0] == '| measure | random | siglip | granvit_nodistill | granvit |'
 
 

@@ -60,13 +60,30 @@ def build_encoder(backbone_cfg: dict, spec: str, seed: int, visual_layer: int = 
     return name, model.eval()
 
 
+def encoder_setup(config: str):
+    """(backbone config, visual layer, input side) of a stage-1 config: the encoders every probe builds."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    model_cfg = cfg.model if 'model' in cfg else cfg
+    backbone = model_cfg.backbone.to_dict()
+    img_size = backbone['img_size'] if isinstance(backbone['img_size'], int) else backbone['img_size'][0]
+    return backbone, model_cfg.get('visual_layer', DEFAULT_VISUAL_LAYER), img_size
+
+
+def save_results(results: dict, out: str = None) -> dict:
+    if out:
+        with open(out, 'w') as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
 @torch.no_grad()
-def features(model, images, boxes, img_size, batch=64):
+def features(model, images, boxes, img_size, batch=64, roi_size=2):
     from granvit_mm.evaluation.region_probe import region_features
     out = []
     for i in range(0, len(images), batch):
         fmap = model(images[i:i + batch])[-1]
-        out.append(region_features(fmap, boxes[i:i + batch], img_size))
+        out.append(region_features(fmap, boxes[i:i + batch], img_size, roi_size=roi_size))
     return torch.cat(out)
 
 
@@ -78,14 +95,11 @@ def main(argv=None):
     p.add_argument('--encoder', action='append', required=True, help="'random' or NAME=CKPT[:PREFIX]")
     p.add_argument('--seed', type=int, default=0, help='seed of the random init')
     p.add_argument('--limit', type=int, default=0, help='use the first N train images (0: all)')
+    p.add_argument('--roi-size', type=int, default=2, help='RoIAlign grid per region side (1: one pooled vector '
+                   'per region, about what an LLM attention head averaging over the region can see)')
     p.add_argument('--out', help='write the results as JSON here')
     args = p.parse_args(argv)
-    from mmengine.config import Config
-    cfg = Config.fromfile(args.config)
-    model_cfg = cfg.model if 'model' in cfg else cfg
-    backbone = model_cfg.backbone.to_dict()
-    visual_layer = model_cfg.get('visual_layer', DEFAULT_VISUAL_LAYER)
-    img_size = backbone['img_size'] if isinstance(backbone['img_size'], int) else backbone['img_size'][0]
+    backbone, visual_layer, img_size = encoder_setup(args.config)
     train = load_split(args.data_root, 'train', img_size, args.limit)
     val = load_split(args.data_root, 'val', img_size)
     print(f'{len(train[2]["shape"])} train / {len(val[2]["shape"])} val object regions at {img_size} px')
@@ -93,14 +107,11 @@ def main(argv=None):
     results = {}
     for spec in args.encoder:
         name, model = build_encoder(backbone, spec, args.seed, visual_layer)
-        acc = probe_attributes(features(model, train[0], train[1], img_size), train[2],
-                               features(model, val[0], val[1], img_size), val[2])
+        acc = probe_attributes(features(model, train[0], train[1], img_size, roi_size=args.roi_size), train[2],
+                               features(model, val[0], val[1], img_size, roi_size=args.roi_size), val[2])
         results[name] = acc
         print(f'{name:>16s}  ' + '  '.join(f'{k} {v:5.1f}' for k, v in acc.items()), flush=True)
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=1)
-    return results
+    return save_results(results, args.out)
 
 
 if __name__ == '__main__':

@@ -12,9 +12,11 @@ SigLIP2 in the paper: the tiny SigLIP of ``make tiny-siglip`` (converted like a 
 1. random init drawn with seed s (the tiny config's own init);
 2. stage 1 from the tiny SigLIP, with and without self-distillation (``tools/train.py
    configs/granvit_pretrain_tiny.py``, ``randomness.seed=s``);
-3. the frozen-encoder region probe of random init, SigLIP and both stage-1 students (``region_probe.py``);
+3. the frozen-encoder region probe of random init, SigLIP and both stage-1 students (``region_probe.py``), and
+   the sub-patch probe of the same encoders (``spatial_probe.py``: how much pixel and box-edge detail the
+   tokens keep, the measurement behind the detection result);
 4. RetinaNet on GranSynth's objects from each encoder through mmdet's packaged ``train.py`` (bbox mAP);
-5. stage 2 (seed 0 only, ``--stage2-seeds`` for more): XTuner trains projector + LLM on the frozen encoder,
+5. stage 2 (``--stage2-seeds``, all three by default): XTuner trains projector + LLM on the frozen encoder,
    ``eval_stage2.py`` scores Caption2Bbox Acc@0.5.
 
 Numbers are means and spreads (max - min) over the seeds; a difference smaller than the spreads is not shown.
@@ -101,6 +103,18 @@ def probe(args, seed, encoders):
         return {k: v['mean'] for k, v in json.load(f).items()}
 
 
+def spatial(args, seed, encoders):
+    """Sub-patch detail the tokens keep (spatial_probe.py): pixel R^2 and box-edge cell accuracy."""
+    out = osp.join(args.work_dir, f'seed{seed}', 'spatial.json')
+    if not osp.isfile(out):
+        cmd = [PY, 'tools/analysis_tools/spatial_probe.py', '--data-root', args.data_root, '--seed', str(seed),
+               '--out', out, '--encoder', 'random'] + [
+                   a for n, c in encoders.items() if n != 'random' for a in ('--encoder', f'{n}={c}')]
+        run(cmd, out + '.log', env=dict(OMP_NUM_THREADS=str(args.threads)))
+    with open(out) as f:
+        return json.load(f)
+
+
 def detection(args, seed, name, ckpt):
     wd = osp.join(args.work_dir, f'seed{seed}', f'det_{name}')
     if not osp.isfile(osp.join(wd, f'iter_{args.det_iters}.pth')):
@@ -167,6 +181,10 @@ def chain_seed(args, seed):
     res = dict(probe=probe(args, seed, {n: c + (':backbone.' if n.startswith('granvit') else '')
                                          for n, c in ckpts.items() if c}))
     res['probe'] = {n: res['probe'][n] for n in ENCODERS}
+    detail = spatial(args, seed, {n: c + (':backbone.' if n.startswith('granvit') else '')
+                                  for n, c in ckpts.items() if c})
+    res['pixel_r2'] = {n: detail[n]['pixel_r2'] for n in ENCODERS}
+    res['edge_cell_acc'] = {n: detail[n]['edge_cell_acc'] for n in ENCODERS}
     res['rouge_l'] = {n: curves[n]['rouge_l'][-1][1] for n in curves}
     if args.det_iters:
         res['det_map'] = {n: detection(args, seed, n, ckpts[n]) for n in ENCODERS}
@@ -179,7 +197,7 @@ def chain_seed(args, seed):
 def summarise(per_seed):
     """{measure: {encoder: mean/spread/values}} over the seeds that have the measure."""
     out = {}
-    for measure in ('probe', 'det_map', 'stage2_acc50', 'rouge_l'):
+    for measure in ('probe', 'pixel_r2', 'edge_cell_acc', 'det_map', 'stage2_acc50', 'rouge_l'):
         runs = [r[measure] for r in per_seed.values() if measure in r]
         if runs:
             out[measure] = {n: spread([r[n] for r in runs]) for n in runs[0]}
@@ -187,7 +205,8 @@ def summarise(per_seed):
 
 
 def table(summary, seeds):
-    names = dict(probe='region probe, mean attribute acc. %', det_map='RetinaNet bbox mAP x100',
+    names = dict(probe='region probe, mean attribute acc. %', pixel_r2='patch pixels from its token, ridge R^2 %',
+                 edge_cell_acc='box-edge sub-cells from the token, acc. %', det_map='RetinaNet bbox mAP x100',
                  stage2_acc50='stage 2 Caption2Bbox Acc@0.5 %', rouge_l='stage 1 val Bbox2Caption ROUGE-L')
     lines = ['| measure | ' + ' | '.join(ENCODERS) + ' |', '| --- |' + ' --- |' * len(ENCODERS)]
     for measure, by_enc in summary.items():
@@ -232,7 +251,7 @@ def parse_args(argv=None):
     p.add_argument('--det-iters', type=int, default=300, help='RetinaNet iterations (0 skips detection); short, '
                    'where a better start should show (1000 from random init nears saturation)')
     p.add_argument('--stage2-iters', type=int, default=500, help='0 skips stage 2')
-    p.add_argument('--stage2-seeds', type=int, nargs='+', default=[0])
+    p.add_argument('--stage2-seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--threads', type=int, default=2, help='OMP_NUM_THREADS of every step')
     return p.parse_args(argv)
 
