@@ -57,6 +57,19 @@ def crossed_by_edge(occ: torch.Tensor) -> torch.Tensor:
     return (occ.amin(1) < 0.5) & (occ.amax(1) > 0.5)
 
 
+def position_accuracy(train_tokens: torch.Tensor, val_tokens: torch.Tensor, grid: int, alpha: float = 1.0) -> float:
+    """% of val tokens whose patch index a ridge read-out (one-hot targets, argmax) names exactly.
+
+    Tokens come in raster order, ``grid * grid`` per image. An LLM that routes a box to its tokens by content
+    needs the tokens to say where they are (its 1D RoPE alone is a weak pointer for a tiny LLM).
+    """
+    def index(n):
+        return torch.arange(grid * grid).repeat(n // (grid * grid))
+    target = F.one_hot(index(len(train_tokens)), grid * grid).float()
+    pred = fit_ridge(train_tokens, target, alpha)(val_tokens)
+    return float((pred.argmax(1) == index(len(val_tokens))).float().mean() * 100)
+
+
 def spatial_probe(train_tokens: torch.Tensor, train_occ: torch.Tensor, val_tokens: torch.Tensor,
                   val_occ: torch.Tensor, train_pix: torch.Tensor = None, val_pix: torch.Tensor = None,
                   alpha: float = 1.0) -> Dict[str, float]:

@@ -3,7 +3,8 @@ import os.path as osp
 
 import torch
 
-from granvit_mm.evaluation.spatial_probe import box_occupancy, crossed_by_edge, patch_pixels, spatial_probe
+from granvit_mm.evaluation.spatial_probe import (box_occupancy, crossed_by_edge, patch_pixels, position_accuracy,
+                                                 spatial_probe)
 from repo_tools import ROOT as REPO, load_tool
 
 
@@ -41,6 +42,16 @@ def test_probe_tells_informative_tokens_from_noise():
     assert 40 < bad['edge_cell_acc'] < 60 and bad['pixel_r2'] < 5
 
 
+def test_position_accuracy_reads_a_position_code_and_not_noise():
+    g = torch.Generator().manual_seed(0)
+    grid, n_img = 4, 60
+    code = torch.randn(grid * grid, 16, generator=g)  # one vector per patch position, like a pos-embed
+    content = torch.randn(n_img * grid * grid, 8, generator=g)
+    with_pos = torch.cat([code.repeat(n_img, 1), content], 1)
+    assert position_accuracy(with_pos[:640], with_pos[640:], grid) == 100.0
+    assert position_accuracy(content[:640], content[640:], grid) < 15  # chance is 1/16
+
+
 def test_spatial_probe_tool_on_gransynth(tmp_path):
     """End to end on GranSynth: a random tiny ViT's tokens keep most of their patch's pixels (the docs' finding)."""
     from granvit_mm.toy.gran_synth import generate
@@ -50,4 +61,5 @@ def test_spatial_probe_tool_on_gransynth(tmp_path):
     res = tool.main(['--data-root', root, '--config', osp.join(REPO, 'configs', 'granvit_pretrain_tiny.py'),
                      '--encoder', 'random', '--out', str(tmp_path / 'spatial.json')])
     assert res['random']['pixel_r2'] > 80 and res['random']['edge_patches'] > 0
+    assert res['random']['position_acc'] > 50  # a random ViT's tokens still carry their pos-embed
     assert osp.isfile(tmp_path / 'spatial.json')

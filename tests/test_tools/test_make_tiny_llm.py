@@ -41,3 +41,39 @@ def test_make_tiny_llm(tmp_path):
     assert ma.config.model_type == 'qwen2' and ma.config.tie_word_embeddings
     for (k, va), vb in zip(ma.state_dict().items(), mb.state_dict().values()):
         torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)  # same seed, same weights
+
+
+def test_vision_warm_up_trains_the_llm_on_a_fixed_start_encoder(tmp_path, monkeypatch):
+    """The warm-up updates the LLM (and a throwaway projector) and leaves the start encoder as it is, unless asked."""
+    from transformers import AutoModelForCausalLM
+
+    import granvit_mm.toy.llm_vision_warmup as warmup
+    from granvit_mm.core.visual_tokens import granvit_token_kwargs
+    from granvit_mm.registry import MODELS
+    from granvit_mm.toy.gran_synth import generate
+    from granvit_mm.toy.tiny_llm import region_chat_corpus, save_tiny_llm, toy_records
+    data = str(tmp_path / 'gran_synth')
+    generate(data, num_train=8, num_val=2)
+    vit = str(tmp_path / 'vit.pth')
+    torch.manual_seed(0)
+    torch.save(MODELS.build(dict(type='granvit.GranViT', arch='tiny', img_size=64, patch_size=8)).state_dict(), vit)
+    seen = {}
+
+    def spy(params, *args, **kwargs):
+        seen['params'] = list(params)
+        return fit(seen['params'], *args, **kwargs)
+
+    fit = warmup.fit
+    monkeypatch.setattr(warmup, 'fit', spy)
+    for train_vit in (False, True):
+        llm = save_tiny_llm(str(tmp_path / f'llm{train_vit}'), region_chat_corpus(toy_records(8)), vocab_size=300)
+        before = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(llm).state_dict().items()}
+        losses = warmup.warm_up_llm_on_images(llm, data, steps=2, batch_size=2, vit_init=vit, train_vit=train_vit,
+                                              log_every=0)
+        assert len(losses) == 2
+        after = AutoModelForCausalLM.from_pretrained(llm).state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in before), 'the saved LLM did not change'
+        seen[train_vit] = sum(p.numel() for p in seen['params'])
+    vit_size = sum(p.numel() for p in MODELS.build(dict(type='granvit.GranViT', arch='tiny', img_size=64, patch_size=8,
+                                                         **granvit_token_kwargs())).parameters())
+    assert seen[True] - seen[False] == vit_size  # the ViT is trained only when asked

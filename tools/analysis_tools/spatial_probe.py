@@ -6,8 +6,9 @@
 
 The measurement behind docs/toy_chain.md's detection finding (pretrained encoders lose box precision): per
 encoder, a ridge read-out from each patch's visual token to the box occupancy of its 4x4 sub-cells, scored on
-val patches that a box edge crosses, and the R^2 of a ridge read-out of the patch's own pixels
-(``granvit_mm/evaluation/spatial_probe.py``). ``--encoder`` takes the same specs as region_probe.py.
+val patches that a box edge crosses, the R^2 of a ridge read-out of the patch's own pixels, and how often a
+read-out names the token's own patch position (``granvit_mm/evaluation/spatial_probe.py``). ``--encoder`` takes
+the same specs as region_probe.py.
 """
 import argparse
 import os.path as osp
@@ -18,7 +19,8 @@ import torch
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from region_probe import build_encoder, encoder_setup, load_split, save_results  # noqa: E402
 
-from granvit_mm.evaluation.spatial_probe import box_occupancy, patch_pixels, spatial_probe  # noqa: E402
+from granvit_mm.evaluation.spatial_probe import (box_occupancy, patch_pixels, position_accuracy,  # noqa: E402
+                                                 spatial_probe)
 
 
 @torch.no_grad()
@@ -48,6 +50,7 @@ def main(argv=None):
         occ = [box_occupancy(s[1], img_size, grid, args.cells).flatten(0, 2) for s in (train, val)]
         pix = [patch_pixels(s[0], grid).flatten(0, 2) for s in (train, val)]
         results[name] = spatial_probe(tr, occ[0], va, occ[1], pix[0], pix[1])
+        results[name]['position_acc'] = position_accuracy(tr, va, grid)
         print(f'{name:>18s}  ' + '  '.join(f'{k} {v:.1f}' if isinstance(v, float) else f'{k} {v}'
                                           for k, v in results[name].items()), flush=True)
     return save_results(results, args.out)

@@ -185,6 +185,7 @@ def chain_seed(args, seed):
                                   for n, c in ckpts.items() if c})
     res['pixel_r2'] = {n: detail[n]['pixel_r2'] for n in ENCODERS}
     res['edge_cell_acc'] = {n: detail[n]['edge_cell_acc'] for n in ENCODERS}
+    res['position_acc'] = {n: detail[n]['position_acc'] for n in ENCODERS}
     res['rouge_l'] = {n: curves[n]['rouge_l'][-1][1] for n in curves}
     if args.det_iters:
         res['det_map'] = {n: detection(args, seed, n, ckpts[n]) for n in ENCODERS}
@@ -197,7 +198,7 @@ def chain_seed(args, seed):
 def summarise(per_seed):
     """{measure: {encoder: mean/spread/values}} over the seeds that have the measure."""
     out = {}
-    for measure in ('probe', 'pixel_r2', 'edge_cell_acc', 'det_map', 'stage2_acc50', 'rouge_l'):
+    for measure in ('probe', 'pixel_r2', 'edge_cell_acc', 'position_acc', 'det_map', 'stage2_acc50', 'rouge_l'):
         runs = [r[measure] for r in per_seed.values() if measure in r]
         if runs:
             out[measure] = {n: spread([r[n] for r in runs]) for n in runs[0]}
@@ -206,7 +207,8 @@ def summarise(per_seed):
 
 def table(summary, seeds):
     names = dict(probe='region probe, mean attribute acc. %', pixel_r2='patch pixels from its token, ridge R^2 %',
-                 edge_cell_acc='box-edge sub-cells from the token, acc. %', det_map='RetinaNet bbox mAP x100',
+                 edge_cell_acc='box-edge sub-cells from the token, acc. %',
+                 position_acc='patch position from the token, acc. %', det_map='RetinaNet bbox mAP x100',
                  stage2_acc50='stage 2 Caption2Bbox Acc@0.5 %', rouge_l='stage 1 val Bbox2Caption ROUGE-L')
     lines = ['| measure | ' + ' | '.join(ENCODERS) + ' |', '| --- |' + ' --- |' * len(ENCODERS)]
     for measure, by_enc in summary.items():

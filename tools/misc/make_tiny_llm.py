@@ -6,8 +6,9 @@ Trains a byte-level BPE tokenizer (Qwen2's split rule, Qwen's special tokens, wr
 on the training split's text, the paper prompts and box text; builds a Qwen2ForCausalLM; pretrains it for a
 minute or two on that text in the chat format (a real frozen LLM knows its language before stage 1); and
 ``save_pretrained``s both, so the head loads it with ``from_pretrained`` like a real checkpoint.
-With ``--vision-warmup-steps N`` it is then trained unfrozen for N steps with a throwaway ViT on the training
-images, so that it reads visual tokens (``granvit_mm/toy/llm_vision_warmup.py``; `make demo` uses 300).
+With ``--vision-warmup-steps N`` it is then trained unfrozen for N steps, with a throwaway projector, on the
+tokens that a fixed ViT (``--vision-init``: the start encoder) makes of the training images, so that it reads
+visual tokens (``granvit_mm/toy/llm_vision_warmup.py``; `make demo` uses 300).
 Deterministic for a seed; a no-op when the output was built with the same settings (``--force`` rebuilds).
 """
 import argparse
@@ -38,6 +39,10 @@ def parse_args():
     p.add_argument('--vision-warmup-steps', type=int, default=0,
                    help='then train it unfrozen for this many steps with a throwaway ViT on the training images, '
                    'so that it reads visual tokens (granvit_mm/toy/llm_vision_warmup.py); 0: text only')
+    p.add_argument('--vision-batch-size', type=int, default=32, help='images per warm-up step')
+    p.add_argument('--vision-lr', type=float, default=2e-3, help='peak learning rate of the warm-up')
+    p.add_argument('--vision-train-vit', action='store_true',
+                   help='train the ViT along in the warm-up (default: it stays at --vision-init, measured better)')
     p.add_argument('--vision-img-size', type=int, default=64,
                    help="the throwaway ViT's input size in the warm-up (match the stage-1 config's img_size)")
     p.add_argument('--vision-patch-size', type=int, default=8, help="the throwaway ViT's patch size")
@@ -89,6 +94,7 @@ def main():
     if args.vision_warmup_steps:
         from granvit_mm.toy.llm_vision_warmup import warm_up_llm_on_images
         warm_up_llm_on_images(args.out_dir, args.data_root, steps=args.vision_warmup_steps, seed=args.seed + 1,
+                              batch_size=args.vision_batch_size, lr=args.vision_lr, train_vit=args.vision_train_vit,
                               img_size=args.vision_img_size, patch_size=args.vision_patch_size,
                               vit_init=args.vision_init)
     with open(recipe_file, 'w') as f:
