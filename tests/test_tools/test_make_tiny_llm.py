@@ -44,7 +44,9 @@ def test_make_tiny_llm(tmp_path):
 
 
 def test_vision_warm_up_trains_the_llm_on_a_fixed_start_encoder(tmp_path, monkeypatch):
-    """The warm-up updates the LLM (and a throwaway projector) and leaves the start encoder as it is, unless asked."""
+    """The warm-up updates the LLM (and a throwaway projector) and leaves the start encoder as it is, unless asked;
+    from any default scope (another library's test or script may have set one)."""
+    from mmengine.registry import DefaultScope
     from transformers import AutoModelForCausalLM
 
     import granvit_mm.toy.llm_vision_warmup as warmup
@@ -65,11 +67,12 @@ def test_vision_warm_up_trains_the_llm_on_a_fixed_start_encoder(tmp_path, monkey
 
     fit = warmup.fit
     monkeypatch.setattr(warmup, 'fit', spy)
-    for train_vit in (False, True):
+    for train_vit, scope in ((False, 'mmpretrain'), (True, 'granvit')):
         llm = save_tiny_llm(str(tmp_path / f'llm{train_vit}'), region_chat_corpus(toy_records(8)), vocab_size=300)
         before = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(llm).state_dict().items()}
-        losses = warmup.warm_up_llm_on_images(llm, data, steps=2, batch_size=2, vit_init=vit, train_vit=train_vit,
-                                              log_every=0)
+        with DefaultScope.overwrite_default_scope(scope):
+            losses = warmup.warm_up_llm_on_images(llm, data, steps=2, batch_size=2, vit_init=vit,
+                                                  train_vit=train_vit, log_every=0)
         assert len(losses) == 2
         after = AutoModelForCausalLM.from_pretrained(llm).state_dict()
         assert any(not torch.equal(before[k], after[k]) for k in before), 'the saved LLM did not change'

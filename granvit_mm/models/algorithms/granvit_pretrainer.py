@@ -72,7 +72,7 @@ class GranViTPretrainer(BaseModel):
     """
 
     def __init__(self, backbone: dict, head: dict, projector: Optional[dict] = None,
-                 distill_loss: Optional[dict] = dict(type='RegionDistillLoss'), ema_momentum: float = 0.1,
+                 distill_loss: Optional[dict] = dict(type='granvit.RegionDistillLoss'), ema_momentum: float = 0.1,
                  visual_layer: int = DEFAULT_VISUAL_LAYER, blind: bool = False, vit_path_hint: str = VIT_HINT,
                  data_preprocessor: Optional[dict] = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor or copy.deepcopy(DEFAULT_PREPROCESSOR),
@@ -81,7 +81,7 @@ class GranViTPretrainer(BaseModel):
         backbone = dict(backbone, out_type='featmap', **_token_settings(backbone, visual_layer))
         self.backbone = MODELS.build(backbone)
         self.head = MODELS.build(head)
-        projector = dict(projector or dict(type='VisionProjector'))
+        projector = dict(projector or dict(type='granvit.VisionProjector'))  # scoped: buildable from any default scope
         widths = dict(in_channels=self.backbone.embed_dims, out_channels=self.head.hidden_size)
         for key, value in widths.items():
             if projector.get(key) is None:  # absent or None: derive from the ViT and LLM widths
