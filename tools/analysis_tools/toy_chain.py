@@ -90,26 +90,15 @@ def stage1_curves(rows):
     return curves
 
 
-def probe(args, seed, encoders):
-    out = osp.join(args.work_dir, f'seed{seed}', 'probe.json')
+def frozen_probe(args, seed, tool, out_name, encoders):
+    """Run a frozen-encoder probe tool (region_probe.py, spatial_probe.py) on random init and ``encoders``
+    ({name: CKPT[:PREFIX]}); returns its JSON ({encoder: {measure: value}})."""
+    out = osp.join(args.work_dir, f'seed{seed}', out_name)
     if not osp.isfile(out):
-        specs = ['random'] + [f'{n}={c}' for n, c in encoders.items() if n != 'random']
-        cmd = [PY, 'tools/analysis_tools/region_probe.py', '--data-root', args.data_root, '--seed', str(seed),
-               '--out', out]
-        for s in specs:
-            cmd += ['--encoder', s]
-        run(cmd, out + '.log', env=dict(OMP_NUM_THREADS=str(args.threads)))
-    with open(out) as f:
-        return {k: v['mean'] for k, v in json.load(f).items()}
-
-
-def spatial(args, seed, encoders):
-    """Sub-patch detail the tokens keep (spatial_probe.py): pixel R^2 and box-edge cell accuracy."""
-    out = osp.join(args.work_dir, f'seed{seed}', 'spatial.json')
-    if not osp.isfile(out):
-        cmd = [PY, 'tools/analysis_tools/spatial_probe.py', '--data-root', args.data_root, '--seed', str(seed),
-               '--out', out, '--encoder', 'random'] + [
-                   a for n, c in encoders.items() if n != 'random' for a in ('--encoder', f'{n}={c}')]
+        cmd = [PY, f'tools/analysis_tools/{tool}', '--data-root', args.data_root, '--seed', str(seed),
+               '--out', out, '--encoder', 'random']
+        for name, spec in encoders.items():
+            cmd += ['--encoder', f'{name}={spec}']
         run(cmd, out + '.log', env=dict(OMP_NUM_THREADS=str(args.threads)))
     with open(out) as f:
         return json.load(f)
@@ -178,14 +167,12 @@ def chain_seed(args, seed):
     for distill in (False, True):
         name = 'granvit' if distill else 'granvit_nodistill'
         ckpts[name], curves[name] = stage1(args, seed, siglip, distill)
-    res = dict(probe=probe(args, seed, {n: c + (':backbone.' if n.startswith('granvit') else '')
-                                         for n, c in ckpts.items() if c}))
-    res['probe'] = {n: res['probe'][n] for n in ENCODERS}
-    detail = spatial(args, seed, {n: c + (':backbone.' if n.startswith('granvit') else '')
-                                  for n, c in ckpts.items() if c})
-    res['pixel_r2'] = {n: detail[n]['pixel_r2'] for n in ENCODERS}
-    res['edge_cell_acc'] = {n: detail[n]['edge_cell_acc'] for n in ENCODERS}
-    res['position_acc'] = {n: detail[n]['position_acc'] for n in ENCODERS}
+    specs = {n: c + (':backbone.' if n.startswith('granvit') else '') for n, c in ckpts.items() if c}
+    attrs = frozen_probe(args, seed, 'region_probe.py', 'probe.json', specs)
+    res = dict(probe={n: attrs[n]['mean'] for n in ENCODERS})
+    detail = frozen_probe(args, seed, 'spatial_probe.py', 'spatial.json', specs)  # the detail tokens keep
+    for measure in ('pixel_r2', 'edge_cell_acc', 'position_acc'):
+        res[measure] = {n: detail[n][measure] for n in ENCODERS}
     res['rouge_l'] = {n: curves[n]['rouge_l'][-1][1] for n in curves}
     if args.det_iters:
         res['det_map'] = {n: detection(args, seed, n, ckpts[n]) for n in ENCODERS}

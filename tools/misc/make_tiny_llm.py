@@ -37,18 +37,18 @@ def parse_args():
     p.add_argument('--lr', type=float, default=3e-3)
     p.add_argument('--max-records', type=int, default=20000)
     p.add_argument('--vision-warmup-steps', type=int, default=0,
-                   help='then train it unfrozen for this many steps with a throwaway ViT on the training images, '
-                   'so that it reads visual tokens (granvit_mm/toy/llm_vision_warmup.py); 0: text only')
+                   help='then train it unfrozen for this many steps on the visual tokens of the training images, '
+                   'so that it reads them (granvit_mm/toy/llm_vision_warmup.py); 0: text only')
     p.add_argument('--vision-batch-size', type=int, default=32, help='images per warm-up step')
     p.add_argument('--vision-lr', type=float, default=2e-3, help='peak learning rate of the warm-up')
     p.add_argument('--vision-train-vit', action='store_true',
                    help='train the ViT along in the warm-up (default: it stays at --vision-init, measured better)')
     p.add_argument('--vision-img-size', type=int, default=64,
-                   help="the throwaway ViT's input size in the warm-up (match the stage-1 config's img_size)")
-    p.add_argument('--vision-patch-size', type=int, default=8, help="the throwaway ViT's patch size")
+                   help="the warm-up ViT's input size (match the stage-1 config's img_size)")
+    p.add_argument('--vision-patch-size', type=int, default=8, help="the warm-up ViT's patch size")
     p.add_argument('--vision-init', default=None,
-                   help="start the throwaway ViT from this GranViT checkpoint (e.g. the tiny SigLIP's) instead of "
-                   "random weights")
+                   help="the warm-up ViT's weights, a GranViT checkpoint (the start encoder, e.g. the tiny SigLIP's); "
+                   "default: random")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true', help='rebuild even if --out-dir holds a model')
     return p.parse_args()
