@@ -1,9 +1,11 @@
 """tools/misc/make_tiny_llm.py: a Qwen2 HF directory that from_pretrained loads, deterministic, idempotent."""
+import argparse
 import os
 import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -67,12 +69,16 @@ def test_vision_warm_up_trains_the_llm_on_a_fixed_start_encoder(tmp_path, monkey
 
     fit = warmup.fit
     monkeypatch.setattr(warmup, 'fit', spy)
-    for train_vit, scope in ((False, 'mmpretrain'), (True, 'granvit')):
+    import granvit_mm.datasets.pipeline as pipeline
+    pipeline_of = pipeline.gran_pipeline
+    monkeypatch.setattr(pipeline, 'gran_pipeline', lambda size, tasks, **kw: seen.setdefault('tasks', []).append(tasks)
+                        or pipeline_of(size, tasks, **kw))
+    for train_vit, scope, tasks in ((False, 'mmpretrain', None), (True, 'granvit', dict(caption2bbox=2))):
         llm = save_tiny_llm(str(tmp_path / f'llm{train_vit}'), region_chat_corpus(toy_records(8)), vocab_size=300)
         before = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(llm).state_dict().items()}
         with DefaultScope.overwrite_default_scope(scope):
             losses = warmup.warm_up_llm_on_images(llm, data, steps=2, batch_size=2, vit_init=vit,
-                                                  train_vit=train_vit, log_every=0)
+                                                  train_vit=train_vit, tasks=tasks, log_every=0)
         assert len(losses) == 2
         after = AutoModelForCausalLM.from_pretrained(llm).state_dict()
         assert any(not torch.equal(before[k], after[k]) for k in before), 'the saved LLM did not change'
@@ -80,3 +86,16 @@ def test_vision_warm_up_trains_the_llm_on_a_fixed_start_encoder(tmp_path, monkey
     vit_size = sum(p.numel() for p in MODELS.build(dict(type='granvit.GranViT', arch='tiny', img_size=64, patch_size=8,
                                                          **granvit_token_kwargs())).parameters())
     assert seen[True] - seen[False] == vit_size  # the ViT is trained only when asked
+    assert seen['tasks'] == [dict(global_caption=1, bbox2caption=4), dict(caption2bbox=2)]  # stage 1's by default
+
+
+def test_vision_tasks_argument():
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'misc'))
+    try:
+        from make_tiny_llm import parse_tasks
+    finally:
+        sys.path.remove(osp.join(ROOT, 'tools', 'misc'))
+    assert parse_tasks('global_caption=1, bbox2caption=2.5') == dict(global_caption=1, bbox2caption=2.5)
+    for bad in ('bbox2caption', 'bbox2caption=many', 'a=1=2'):
+        with pytest.raises(argparse.ArgumentTypeError, match='NAME=AMOUNT'):
+            parse_tasks(bad)

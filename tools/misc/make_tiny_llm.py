@@ -21,6 +21,15 @@ import sys
 import torch
 
 
+def parse_tasks(text: str) -> dict:
+    """'global_caption=1,bbox2caption=2.5' -> {'global_caption': 1, 'bbox2caption': 2.5}."""
+    try:
+        amounts = {name.strip(): float(amount) for name, amount in (item.split('=') for item in text.split(','))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected NAME=AMOUNT[,NAME=AMOUNT...], got {text!r}') from None
+    return {name: int(v) if v.is_integer() else v for name, v in amounts.items()}
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--data-root', default='data/gran_synth', help='GranSynth (or any Gran JSONL) root')
@@ -43,6 +52,8 @@ def parse_args():
     p.add_argument('--vision-lr', type=float, default=2e-3, help='peak learning rate of the warm-up')
     p.add_argument('--vision-train-vit', action='store_true',
                    help='train the ViT along in the warm-up (default: it stays at --vision-init, measured better)')
+    p.add_argument('--vision-tasks', type=parse_tasks, default='global_caption=1,bbox2caption=4',
+                   help="the warm-up's turns per image, NAME=AMOUNT,... (region_tasks.py); default: stage 1's")
     p.add_argument('--vision-img-size', type=int, default=64,
                    help="the warm-up ViT's input size (match the stage-1 config's img_size)")
     p.add_argument('--vision-patch-size', type=int, default=8, help="the warm-up ViT's patch size")
@@ -96,7 +107,7 @@ def main():
         warm_up_llm_on_images(args.out_dir, args.data_root, steps=args.vision_warmup_steps, seed=args.seed + 1,
                               batch_size=args.vision_batch_size, lr=args.vision_lr, train_vit=args.vision_train_vit,
                               img_size=args.vision_img_size, patch_size=args.vision_patch_size,
-                              vit_init=args.vision_init)
+                              vit_init=args.vision_init, tasks=args.vision_tasks)
     with open(recipe_file, 'w') as f:
         json.dump(recipe, f, indent=1)
     print(f'[make_tiny_llm] saved to {args.out_dir}')
