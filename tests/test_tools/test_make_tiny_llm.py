@@ -71,8 +71,12 @@ def test_vision_warm_up_trains_the_llm_on_a_fixed_start_encoder(tmp_path, monkey
     monkeypatch.setattr(warmup, 'fit', spy)
     import granvit_mm.datasets.pipeline as pipeline
     pipeline_of = pipeline.gran_pipeline
-    monkeypatch.setattr(pipeline, 'gran_pipeline', lambda size, tasks, **kw: seen.setdefault('tasks', []).append(tasks)
-                        or pipeline_of(size, tasks, **kw))
+
+    def pipeline_spy(size, tasks, **kwargs):
+        seen.setdefault('tasks', []).append(tasks)
+        return pipeline_of(size, tasks, **kwargs)
+
+    monkeypatch.setattr(pipeline, 'gran_pipeline', pipeline_spy)
     for train_vit, scope, tasks in ((False, 'mmpretrain', None), (True, 'granvit', dict(caption2bbox=2))):
         llm = save_tiny_llm(str(tmp_path / f'llm{train_vit}'), region_chat_corpus(toy_records(8)), vocab_size=300)
         before = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(llm).state_dict().items()}
@@ -98,4 +102,7 @@ def test_vision_tasks_argument():
     assert parse_tasks('global_caption=1, bbox2caption=2.5') == dict(global_caption=1, bbox2caption=2.5)
     for bad in ('bbox2caption', 'bbox2caption=many', 'a=1=2'):
         with pytest.raises(argparse.ArgumentTypeError, match='NAME=AMOUNT'):
+            parse_tasks(bad)
+    for bad in ('bbox2captoin=4', 'bbox2caption=-1'):  # a task stage 1 does not know, a negative amount
+        with pytest.raises(argparse.ArgumentTypeError):
             parse_tasks(bad)

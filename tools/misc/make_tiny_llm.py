@@ -22,12 +22,17 @@ import torch
 
 
 def parse_tasks(text: str) -> dict:
-    """'global_caption=1,bbox2caption=2.5' -> {'global_caption': 1, 'bbox2caption': 2.5}."""
+    """'global_caption=1,bbox2caption=2.5' -> {'global_caption': 1, 'bbox2caption': 2.5}, checked here so
+    that a typo stops the command before the text pretraining rather than after it."""
+    from granvit_mm.datasets.region_tasks import check_task_mix
     try:
         amounts = {name.strip(): float(amount) for name, amount in (item.split('=') for item in text.split(','))}
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected NAME=AMOUNT[,NAME=AMOUNT...], got {text!r}') from None
-    return {name: int(v) if v.is_integer() else v for name, v in amounts.items()}
+    try:
+        return check_task_mix({name: int(v) if v.is_integer() else v for name, v in amounts.items()})
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_args():
