@@ -32,6 +32,7 @@ def warm_up_llm_on_images(llm_dir: str, data_root: str, steps: int = 300, batch_
     from mmengine.dataset import pseudo_collate
 
     from granvit_mm.datasets.pipeline import gran_pipeline
+    from granvit_mm.datasets.transforms.tasks import STAGE1_TASKS
     from granvit_mm.registry import DATASETS, MODELS
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -46,7 +47,7 @@ def warm_up_llm_on_images(llm_dir: str, data_root: str, steps: int = 300, batch_
     dataset = DATASETS.build(dict(
         type='granvit.GranDataset', data_root=data_root, ann_file='annotations/train*.jsonl',
         data_prefix=dict(img_path='images/'),
-        pipeline=gran_pipeline(img_size, tasks or dict(global_caption=1, bbox2caption=4), seed=seed)))
+        pipeline=gran_pipeline(img_size, tasks or STAGE1_TASKS, seed=seed)))
     model.train()
     model.head.llm.train()
 

@@ -57,8 +57,9 @@ def parse_args():
     p.add_argument('--vision-lr', type=float, default=2e-3, help='peak learning rate of the warm-up')
     p.add_argument('--vision-train-vit', action='store_true',
                    help='train the ViT along in the warm-up (default: it stays at --vision-init, measured better)')
-    p.add_argument('--vision-tasks', type=parse_tasks, default='global_caption=1,bbox2caption=4',
-                   help="the warm-up's turns per image, NAME=AMOUNT,... (region_tasks.py); default: stage 1's")
+    p.add_argument('--vision-tasks', type=parse_tasks, default=None,
+                   help="the warm-up's turns per image, NAME=AMOUNT,... (region_tasks.py); default: stage 1's "
+                   "(STAGE1_TASKS)")
     p.add_argument('--vision-img-size', type=int, default=64,
                    help="the warm-up ViT's input size (match the stage-1 config's img_size)")
     p.add_argument('--vision-patch-size', type=int, default=8, help="the warm-up ViT's patch size")
