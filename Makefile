@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The tiny training run uses both cores (about 0.27 s an iteration measured with 2 threads).
 DEMO_THREADS ?= 2
 
-.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain
+.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain lmms-eval-env tf5-env eval-demo
 
 setup:
 	bash tools/setup_env.sh
@@ -46,6 +46,15 @@ demo-deps: setup
 # Web demo on the tiny checkpoint that `make demo` trains: http://127.0.0.1:7860
 web-demo: demo-deps
 	$(PY) tools/web_demo.py
+
+# Side environments (docs/evaluation.md): lmms-eval beside transformers 4.48 (it needs filelock<4 and decord),
+# and transformers 5.x (the exports load there too; `transformers serve`). Neither touches .venv.
+LMMS_VENV ?= .venv-lmms
+TF5_VENV ?= .venv-tf5
+lmms-eval-env:
+	REPO_PTH=1 bash tools/setup_side_env.sh $(LMMS_VENV) requirements/envs/lmms-eval.txt
+tf5-env:
+	bash tools/setup_side_env.sh $(TF5_VENV) requirements/envs/tf5.txt
 
 test: setup
 	$(PY) -m pytest tests -q
