@@ -77,3 +77,17 @@ def test_baseline_is_one_tower_away(workspace, tmp_path):
     assert len(re.findall(r'Iter\(train\) \[\d+/3\]', log)) == 3, log[-3000:]
     state = torch.load(tmp_path / 'work' / 'iter_3.pth', map_location='cpu', weights_only=True)['state_dict']
     assert any(k.startswith('visual_encoder.') for k in state)  # trainable ViT is saved
+
+
+def test_paper_scale_config_states_the_protocol():
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, 'projects', 'granvit_xtuner', 'configs',
+                                   'granvit_siglip2_l16_512_qwen2.5_1.5b_instruct_full_e1_gpu8_stage3.py'))
+    assert cfg.llm_name_or_path == 'Qwen/Qwen2.5-1.5B-Instruct' and cfg.image_size == 512
+    assert cfg.model.freeze_visual_encoder is True and cfg.model.pretrained_pth == cfg.stage2_checkpoint
+    assert cfg.batch_size * cfg.accumulative_counts * 8 == 128 and cfg.max_epochs == 1 and cfg.lr == 2e-5
+    dataset = cfg.train_dataloader.dataset
+    assert dataset.type.__name__ == 'LLaVAInstructDataset' and dataset.num_visual_tokens == 1024
+    assert dataset.max_length == 4096 and dataset.on_bad_record == 'skip'
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys['visual_encoder.'].lr_mult == 0.1
+    assert 'open-llava-next' in cfg.data_path
