@@ -47,6 +47,12 @@ demo-deps: setup
 web-demo: demo-deps
 	$(PY) tools/web_demo.py
 
+# The paper's evaluation protocol on the tiny model, after `make stage2-demo` (docs/evaluation.md): stage 3 for
+# GranViT and for the SigLIP-like start it grew from, lmms-eval's toy tasks on both exports, the Table-1 layout
+# in work_dirs/eval_demo/table.md.
+eval-demo: setup lmms-eval-env
+	PY=$(PY) LMMS_PY=$(LMMS_VENV)/bin/python THREADS=$(DEMO_THREADS) bash tools/misc/eval_demo.sh
+
 # Side environments (docs/evaluation.md): lmms-eval beside transformers 4.48 (it needs filelock<4 and decord),
 # and transformers 5.x (the exports load there too; `transformers serve`). Neither touches .venv.
 LMMS_VENV ?= .venv-lmms
