@@ -6,13 +6,15 @@
 #   3. stage 3 (instruction tuning) for both, from their stage-2 checkpoints;
 #   4. both exported to transformers, scored by lmms-eval (its own env), the Table-1 layout printed and written
 #      to $OUT/table.md.
-# Variables: PY (training env python), LMMS_PY (lmms-eval env python), OUT, INSTRUCT_DATA, THREADS.
+# Variables: PY (training env python), LMMS_PY (lmms-eval env python), OUT, INSTRUCT_DATA, THREADS, STAGE3_OPTS
+# (extra stage-3 --cfg-options for both encoders, e.g. train_cfg.max_iters=50 for a quick look).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 LMMS_PY=${LMMS_PY:-.venv-lmms/bin/python}
 OUT=${OUT:-work_dirs/eval_demo}
 INSTRUCT_DATA=${INSTRUCT_DATA:-data/gran_synth_instruct}
 THREADS=${THREADS:-2}
+read -r -a STAGE3_EXTRA <<< "${STAGE3_OPTS:-}"
 STAGE2_CFG=projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py
 STAGE3_CFG=projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_instruct_cpu_stage3.py
 GRANVIT_STAGE2=work_dirs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2/iter_1000.pth
@@ -35,7 +37,7 @@ SIGLIP_OPTS=(model.visual_encoder.pretrained_model_name_or_path=$SIGLIP)
   train "$STAGE2_CFG" --work-dir "$OUT/siglip_stage2" --cfg-options "${SIGLIP_OPTS[@]}" model.projector_path=None
 
 echo "[eval-demo] 3/4 stage 3 (instruction tuning) from each stage-2 checkpoint"
-DATA_OPTS=(train_dataloader.dataset.data_path=$INSTRUCT_DATA/train.json)
+DATA_OPTS=(train_dataloader.dataset.data_path=$INSTRUCT_DATA/train.json "${STAGE3_EXTRA[@]}")
 train "$STAGE3_CFG" --work-dir "$OUT/granvit_stage3" --cfg-options "${DATA_OPTS[@]}" \
   model.pretrained_pth=$GRANVIT_STAGE2
 train "$STAGE3_CFG" --work-dir "$OUT/siglip_stage3" --cfg-options "${DATA_OPTS[@]}" "${SIGLIP_OPTS[@]}" \
@@ -43,8 +45,10 @@ train "$STAGE3_CFG" --work-dir "$OUT/siglip_stage3" --cfg-options "${DATA_OPTS[@
 T3=$(date +%s)
 
 echo "[eval-demo] 4/4 exports, lmms-eval, table"
-"$PY" tools/model_converters/xtuner_to_hf_llava.py "$STAGE3_CFG" "$OUT/granvit_stage3/iter_300.pth" "$OUT/granvit_export"
-"$PY" tools/model_converters/xtuner_to_hf_llava.py "$STAGE3_CFG" "$OUT/siglip_stage3/iter_300.pth" "$OUT/siglip_export" \
+"$PY" tools/model_converters/xtuner_to_hf_llava.py "$STAGE3_CFG" "$(cat "$OUT/granvit_stage3/last_checkpoint")" \
+  "$OUT/granvit_export"
+"$PY" tools/model_converters/xtuner_to_hf_llava.py "$STAGE3_CFG" "$(cat "$OUT/siglip_stage3/last_checkpoint")" \
+  "$OUT/siglip_export" \
   --cfg-options "${SIGLIP_OPTS[@]}"
 rm -rf "$OUT/lmms"
 "$PY" tools/analysis_tools/eval_table.py GranViT="$OUT/granvit_export" SigLIP-start="$OUT/siglip_export" \
