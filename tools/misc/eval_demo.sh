@@ -7,14 +7,17 @@
 #   4. both exported to transformers, scored by lmms-eval (its own env), the Table-1 layout printed and written
 #      to $OUT/table.md.
 # Variables: PY (training env python), LMMS_PY (lmms-eval env python), OUT, INSTRUCT_DATA, THREADS, STAGE3_OPTS
-# (extra stage-3 --cfg-options for both encoders, e.g. train_cfg.max_iters=50 for a quick look).
+# (extra stage-3 --cfg-options for both encoders, e.g. train_cfg.max_iters=50 for a quick look), QUESTIONS (per
+# task, the first N of GranSynth val; 100 by default, empty for all: about 520 REC and 380 VQA questions).
 set -euo pipefail
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} TOKENIZERS_PARALLELISM=false  # tiny models: one thread is fastest
 PY=${PY:-.venv/bin/python}
 LMMS_PY=${LMMS_PY:-.venv-lmms/bin/python}
 OUT=${OUT:-work_dirs/eval_demo}
 INSTRUCT_DATA=${INSTRUCT_DATA:-data/gran_synth_instruct}
 THREADS=${THREADS:-2}
 read -r -a STAGE3_EXTRA <<< "${STAGE3_OPTS:-}"
+QUESTIONS=${QUESTIONS-100}
 STAGE2_CFG=projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py
 STAGE3_CFG=projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_instruct_cpu_stage3.py
 GRANVIT_STAGE2=work_dirs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2/iter_1000.pth
@@ -29,7 +32,9 @@ T0=$(date +%s)
 
 echo "[eval-demo] 1/4 data"
 "$PY" tools/misc/make_gran_synth_instruct.py --data-root data/gran_synth --out-dir "$INSTRUCT_DATA"
-"$PY" tools/dataset_converters/lmms_eval_tasks.py gransynth --data-root data/gran_synth --out-dir "$OUT/lmms_tasks"
+rm -rf "$OUT/lmms_tasks"
+"$PY" tools/dataset_converters/lmms_eval_tasks.py gransynth --data-root data/gran_synth --out-dir "$OUT/lmms_tasks" \
+  ${QUESTIONS:+--max-questions $QUESTIONS}
 
 echo "[eval-demo] 2/4 baseline stage 2 (the tiny SigLIP start, everything else as GranViT's stage 2)"
 SIGLIP_OPTS=(model.visual_encoder.pretrained_model_name_or_path=$SIGLIP)
