@@ -10,14 +10,19 @@ VENV="$1"
 REQ="$2"
 PY="${PYTHON:-python3}"
 STAMP="$VENV/.granvit_side_env_stamp"
-KEY=$( (cat "$REQ" "${BASH_SOURCE[0]}"; echo "$ROOT ${REPO_PTH:-0}") | sha256sum | cut -c1-16)
+LOCK="${REQ%.txt}.constraints.txt"  # a pip freeze of a working env, when there is one
+KEY=$( (cat "$REQ" "${BASH_SOURCE[0]}"; cat "$LOCK" 2>/dev/null; echo "$ROOT ${REPO_PTH:-0}") | sha256sum | cut -c1-16)
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$KEY" ]]; then
   echo "[side-env] $VENV is ready ($KEY)"
   exit 0
 fi
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$VENV/bin/python" -m pip install -q -r "$REQ"
+if [[ -f "$LOCK" ]]; then
+  "$VENV/bin/python" -m pip install -q -r "$REQ" -c "$LOCK"
+else
+  "$VENV/bin/python" -m pip install -q -r "$REQ"
+fi
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 if [[ "${REPO_PTH:-0}" == 1 ]]; then echo "$ROOT" > "$SITE/granvit_repo.pth"; else rm -f "$SITE/granvit_repo.pth"; fi
 echo "$KEY" > "$STAMP"
