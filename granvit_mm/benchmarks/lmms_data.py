@@ -70,7 +70,8 @@ def task_yaml(task: str, data_file: str, kind: str, doc_to_text: str = 'rec_doc_
                 + f'process_results: {fn}rec_process_results\nmetric_list:\n{metrics}metadata:\n  version: 0.0\n')
     body = (f'doc_to_visual: {fn}vqa_doc_to_visual\ndoc_to_text: {fn}vqa_doc_to_text\ndoc_to_target: answers\n'
             + GEN.format(max_new_tokens=max_new_tokens)
-            + f'lmms_eval_specific_kwargs:\n  default:\n    pre_prompt: ""\n    post_prompt: {json.dumps(post_prompt)}\n')
+            + 'lmms_eval_specific_kwargs:\n  default:\n    pre_prompt: ""\n'
+            + f'    post_prompt: {json.dumps(post_prompt)}\n')
     if kind == 'vqa_exact':
         body += f'process_results: {fn}vqa_exact_match\n'
         metric = 'exact_match'

@@ -18,7 +18,8 @@ def iou(a, b):
 
 @pytest.mark.parametrize('w,h', [(100, 60), (60, 100), (80, 80)])
 def test_square_answer_is_scored_in_original_image_coordinates(w, h):
-    box = {(100, 60): [50.0, 30.0, 90.0, 55.0], (60, 100): [10.0, 50.0, 40.0, 95.0]}.get((w, h), [10.0, 20.0, 40.0, 70.0])
+    boxes = {(100, 60): [50.0, 30.0, 90.0, 55.0], (60, 100): [10.0, 50.0, 40.0, 95.0]}
+    box = boxes.get((w, h), [10.0, 20.0, 40.0, 70.0])
     truth = [box[0] / w, box[1] / h, box[2] / w, box[3] / h]  # lmms-eval: xywh / (width, height)
     answer = caption2bbox_answer(SquareGeometry(h, w, 512).to_normalized(box)[0])  # what our model writes
     got = lmms_tasks.answer_box(answer, w, h)
