@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The tiny training run uses both cores (about 0.27 s an iteration measured with 2 threads).
 DEMO_THREADS ?= 2
 
-.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain
+.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain lmms-eval-env tf5-env eval-demo
 
 setup:
 	bash tools/setup_env.sh
@@ -46,6 +46,21 @@ demo-deps: setup
 # Web demo on the tiny checkpoint that `make demo` trains: http://127.0.0.1:7860
 web-demo: demo-deps
 	$(PY) tools/web_demo.py
+
+# The paper's evaluation protocol on the tiny model, after `make stage2-demo` (docs/evaluation.md): stage 3 for
+# GranViT and for the SigLIP-like start it grew from, lmms-eval's toy tasks on both exports, the Table-1 layout
+# in work_dirs/eval_demo/table.md.
+eval-demo: setup lmms-eval-env
+	PY=$(PY) LMMS_PY=$(LMMS_VENV)/bin/python THREADS=$(DEMO_THREADS) bash tools/misc/eval_demo.sh
+
+# Side environments (docs/evaluation.md): lmms-eval beside transformers 4.48 (it needs filelock<4 and decord),
+# and transformers 5.x (the exports load there too; `transformers serve`). Neither touches .venv.
+LMMS_VENV ?= .venv-lmms
+TF5_VENV ?= .venv-tf5
+lmms-eval-env:
+	REPO_PTH=1 bash tools/setup_side_env.sh $(LMMS_VENV) requirements/envs/lmms-eval.txt
+tf5-env:
+	bash tools/setup_side_env.sh $(TF5_VENV) requirements/envs/tf5.txt
 
 test: setup
 	$(PY) -m pytest tests -q

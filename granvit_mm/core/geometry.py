@@ -2,6 +2,9 @@
 
 The paper pads images to a square and resizes them to 512x512. Boxes are normalised relative to the padded
 square, so the same box text means the same pixels whatever the model resolution.
+
+numpy + PIL only (no OpenCV, no package imports): exported models carry a copy of these functions in their
+self-contained image processor (:mod:`granvit_mm.xtuner.image_processor` generates it from this source).
 """
 from dataclasses import dataclass
 from typing import Sequence, Tuple
@@ -58,9 +61,15 @@ def pad_to_square(img: np.ndarray, pad_value: Sequence[int] = (127, 127, 127)) -
 
 def square_resize(img: np.ndarray, size: int, pad_value: Sequence[int] = (127, 127, 127)
                   ) -> Tuple[np.ndarray, SquareGeometry]:
-    """Pad to a square and resize to ``size``; returns the image and its geometry."""
-    import cv2
+    """Pad to a square and resize to ``size``; returns the image and its geometry.
+
+    PIL's area filter (``BOX``) to shrink, bicubic to enlarge: OpenCV's ``INTER_AREA`` / ``INTER_CUBIC`` choice,
+    in a library every transformers install has, so an export computes the same pixels without OpenCV.
+    """
+    from PIL import Image
     geom = SquareGeometry(img.shape[0], img.shape[1], size)
     sq = pad_to_square(img, pad_value)
-    interp = cv2.INTER_AREA if geom.side > size else cv2.INTER_CUBIC
-    return cv2.resize(sq, (size, size), interpolation=interp), geom
+    if geom.side == size:
+        return (sq.copy() if sq is img else sq), geom
+    resample = Image.Resampling.BOX if geom.side > size else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(np.ascontiguousarray(sq)).resize((size, size), resample)), geom

@@ -10,6 +10,11 @@ answers the XTuner model gives (tested).
 The image placeholder: XTuner uses id -200 in ``input_ids``; transformers' LLaVA needs a real token, so
 ``<image>`` is added to the tokenizer (and the embedding grows when the vocabulary has no spare row). That token
 is never an answer in XTuner, so the saved generation config suppresses it.
+
+Generation stops at the end of the turn: the generation config's eos ids hold the template's stop words, and the
+exported tokenizer's ``eos_token`` is the template's end-of-turn token (``<|im_end|>`` for qwen_chat, as
+Qwen2.5-Instruct's tokenizer has it), because harnesses such as lmms-eval's ``llava_hf`` pass
+``eos_token_id=tokenizer.eos_token_id`` to ``generate`` over the generation config.
 """
 from typing import Optional, Tuple
 
@@ -56,6 +61,13 @@ def add_image_token(tokenizer) -> int:
         tokenizer.add_tokens([AddedToken(DEFAULT_IMAGE_TOKEN, special=True, normalized=False)],
                              special_tokens=True)
     return tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
+
+
+def end_of_turn_token(tokenizer, template: dict) -> Optional[str]:
+    """The template's ``SUFFIX`` (what closes an answer) when it is one token of ``tokenizer``, else None."""
+    suffix = template.get('SUFFIX') or ''
+    ids = tokenizer.encode(suffix, add_special_tokens=False) if suffix else []
+    return suffix if len(ids) == 1 else None
 
 
 def merged_llm(model):
@@ -112,6 +124,9 @@ def to_hf_llava(model, tokenizer, template: Optional[dict] = None, system: str =
         do_sample=False, num_beams=1, eos_token_id=chat.stop_token_ids(),
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id, suppress_tokens=[image_id])
+    end_of_turn = end_of_turn_token(tokenizer, chat.template)
+    if end_of_turn is not None:
+        tokenizer.eos_token = end_of_turn
     GranViTImageProcessor.register_for_auto_class('AutoImageProcessor')
     processor = LlavaProcessor(image_processor=GranViTImageProcessor(size=vision_cfg.image_size),
                                tokenizer=tokenizer, patch_size=vision_cfg.patch_size,

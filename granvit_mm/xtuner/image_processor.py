@@ -3,22 +3,42 @@
 Pad right/bottom to a square, resize, SigLIP-normalise: :func:`granvit_mm.core.image_input.to_model_input`,
 the function stage 1's pipeline, stage 2's dataset and inference all call. No stock transformers processor
 pads to a square (``SiglipImageProcessor`` stretches; XTuner's ``expand2square`` centres), so exports save this
-class beside the tower (``auto_map``), and ``AutoImageProcessor.from_pretrained(dir, trust_remote_code=True)``
+class beside the model (``auto_map``), and ``AutoImageProcessor.from_pretrained(dir, trust_remote_code=True)``
 or ``GranViTImageProcessor.from_pretrained(dir)`` load it.
+
+The saved ``image_processor.py`` is self-contained: :func:`standalone_source` writes the class together with
+the source of the core functions it calls (numpy + PIL), so an export loads with transformers alone -- no
+granvit_mm, no OpenCV -- and computes the pixels core computes (tests compare the two).
 """
-from typing import List, Optional
+import inspect
+import os.path as osp
+from typing import Any, Optional
 
 import numpy as np
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-from granvit_mm.core.image_input import PAD_VALUE, PIXEL_MEAN, PIXEL_STD, to_model_input
+from granvit_mm.core import geometry, image_input
+from granvit_mm.core.image_input import PAD_VALUE, PIXEL_MEAN, PIXEL_STD, as_rgb_uint8, image_list, to_model_input
+
+STANDALONE_FILE = 'image_processor.py'
+
+
+def write_standalone(save_directory: str) -> str:
+    """Write the self-contained ``image_processor.py`` into ``save_directory`` (over transformers' copy of this
+    module, which imports granvit_mm)."""
+    path = osp.join(save_directory, STANDALONE_FILE)
+    with open(path, 'w') as f:
+        f.write(standalone_source())
+    return path
 
 
 class GranViTImageProcessor(BaseImageProcessor):
-    """RGB images (PIL or HxWx3 uint8 arrays) -> ``pixel_values`` (B, 3, size, size) float32.
+    """Images -> ``pixel_values`` (B, 3, size, size) float32, one row per image.
 
-    ``image_mean``/``image_std`` (0-1 units) and ``pad_value`` are recorded for tools that read them (XTuner's
-    chat hook, LLaVA pipelines); the computation always uses the core constants, so they cannot drift.
+    ``images`` as transformers' processors take them: a PIL image, an HxWx3 (or 3xHxW, HxW, HxWx4) array or
+    tensor, a batch array (N, H, W, 3), a path, or a (nested) list of these. ``image_mean``/``image_std``
+    (0-1 units) and ``pad_value`` are recorded for tools that read them (XTuner's chat hook, LLaVA pipelines);
+    the computation always uses the core constants, so they cannot drift.
     """
     model_input_names = ['pixel_values']
 
@@ -32,22 +52,46 @@ class GranViTImageProcessor(BaseImageProcessor):
         self.pad_value = list(PAD_VALUE)
         self.crop_size = dict(height=self.size, width=self.size)  # what LLaVA-style tools read for the grid
 
-    @staticmethod
-    def _to_rgb_uint8(image) -> np.ndarray:
-        if hasattr(image, 'convert'):  # PIL
-            return np.asarray(image.convert('RGB'))
-        if hasattr(image, 'numpy'):  # torch
-            image = image.detach().cpu().numpy()
-        image = np.asarray(image)
-        if image.ndim == 3 and image.shape[0] == 3 and image.shape[2] != 3:
-            image = image.transpose(1, 2, 0)
-        if image.dtype != np.uint8:
-            raise ValueError(f'GranViTImageProcessor takes RGB uint8 images (PIL or HxWx3 arrays), got dtype '
-                             f'{image.dtype}: pixel values are normalised here, not before')
-        return image
-
-    def preprocess(self, images, return_tensors: Optional[str] = None, **kwargs) -> BatchFeature:
-        if not isinstance(images, (list, tuple)):
-            images = [images]
-        pixels: List[np.ndarray] = [to_model_input(self._to_rgb_uint8(im), self.size)[0] for im in images]
+    def preprocess(self, images: Any, return_tensors: Optional[str] = None, **kwargs) -> BatchFeature:
+        flat = image_list(images)
+        if not flat:
+            raise ValueError('GranViTImageProcessor got no image')
+        pixels = [to_model_input(as_rgb_uint8(im), self.size)[0] for im in flat]
         return BatchFeature(data={'pixel_values': np.stack(pixels)}, tensor_type=return_tensors)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        if self._auto_class is not None:
+            write_standalone(save_directory)
+        return out
+
+
+# What the generated file holds, in order: the constants and functions of core it calls, then the class.
+_CORE_CONSTANTS = dict(PIXEL_MEAN=PIXEL_MEAN, PIXEL_STD=PIXEL_STD, PAD_VALUE=PAD_VALUE)
+_CORE_OBJECTS = (geometry.SquareGeometry, geometry.pad_to_square, geometry.square_resize,
+                 image_input.to_model_input, image_input._is_single_image, image_input.image_list,
+                 image_input.as_rgb_uint8)
+_HEADER = '''"""GranViT's image processor for transformers: pad right/bottom to a square, resize, SigLIP-normalise.
+
+Generated by granvit_mm.xtuner.image_processor.standalone_source from granvit_mm/core/geometry.py and
+granvit_mm/core/image_input.py (the pre-processing of every GranViT stage); do not edit -- re-export instead.
+Self-contained: numpy, PIL and transformers only.
+"""
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+
+'''
+_STANDALONE_WRITER = '''def write_standalone(save_directory: str) -> None:
+    """This file is already self-contained: transformers copies it as it is when the processor is saved."""
+'''
+
+
+def standalone_source() -> str:
+    """The text of an ``image_processor.py`` that needs only numpy, PIL and transformers."""
+    constants = ''.join(f'{name} = {value!r}\n' for name, value in _CORE_CONSTANTS.items())
+    blocks = [constants] + [inspect.getsource(obj) for obj in _CORE_OBJECTS]
+    blocks += [_STANDALONE_WRITER, inspect.getsource(GranViTImageProcessor)]
+    return _HEADER + '\n\n'.join(b.strip('\n') + '\n' for b in blocks)

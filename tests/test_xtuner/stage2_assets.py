@@ -70,3 +70,19 @@ def sample_images(n: int = 3, seed: int = 0):
 
 def env():
     return dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
+
+
+def save_export(out_dir: str, llm_dir: str, encoder_dir: str, seed: int = 1) -> str:
+    """A transformers LLaVA export of a stage-2 model whose projector moved (``to_hf_llava`` + save_pretrained)."""
+    from transformers import AutoTokenizer
+
+    from granvit_mm.xtuner.hf_llava import to_hf_llava
+    model = build_llava(llm_dir, encoder_dir).eval()
+    with torch.no_grad():
+        for p in model.projector.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)) * 0.05)
+    hf, processor = to_hf_llava(model, AutoTokenizer.from_pretrained(llm_dir))
+    processor.tokenizer.padding_side = 'left'
+    hf.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir

@@ -11,7 +11,7 @@ from stage2_assets import ROOT
 from granvit_mm.core.chat_format import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 CONFIG_DIR = osp.join(ROOT, 'projects', 'granvit_xtuner', 'configs')
-REAL = sorted(glob.glob(osp.join(CONFIG_DIR, 'granvit_siglip2_*.py')))
+REAL = sorted(glob.glob(osp.join(CONFIG_DIR, 'granvit_siglip2_*_stage2.py')))  # stage 3: test_train_stage3.py
 TINY = osp.join(CONFIG_DIR, 'granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py')
 
 

@@ -141,5 +141,5 @@ def test_exported_processor_is_the_stage1_preprocessing(encoder_dir):
         square = GranSquareResize(size=64).transform(dict(img=img))['img'].astype(np.float32)
         stage1 = ((square - np.array(PIXEL_MEAN, np.float32)) / np.array(PIXEL_STD, np.float32)).transpose(2, 0, 1)
         np.testing.assert_allclose(ours, stage1, atol=1e-6)
-    with pytest.raises(ValueError, match='uint8'):
-        processor(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match='uint8'):  # already normalised pixels are refused
+        processor(np.full((8, 8, 3), -0.5, np.float32))

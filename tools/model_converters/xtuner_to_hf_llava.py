@@ -2,8 +2,9 @@
 
     python tools/model_converters/xtuner_to_hf_llava.py CONFIG CHECKPOINT OUT_DIR
 
-CONFIG is the stage-2 XTuner config the checkpoint was trained with (projects/granvit_xtuner/configs/...),
-CHECKPOINT its ``iter_N.pth`` (or a DeepSpeed checkpoint directory, which needs deepspeed installed). OUT_DIR
+CONFIG is the stage-2 (or stage-3) XTuner config the checkpoint was trained with
+(projects/granvit_xtuner/configs/...), CHECKPOINT its ``iter_N.pth`` (or a DeepSpeed checkpoint directory,
+which needs deepspeed installed); ``--cfg-options`` overrides it as in training. OUT_DIR
 gets a ``LlavaForConditionalGeneration`` (GranViT as a ``SiglipVisionModel``, the 2-layer projector, the LLM
 with LoRA merged) and a ``LlavaProcessor`` (stage-1 image pre-processing, the XTuner chat template):
 
@@ -23,22 +24,26 @@ import os
 import sys
 
 import torch
+from mmengine.config import DictAction
 
 
-def export_config(config: str):
+def export_config(config: str, cfg_options: dict = None):
     """The stage-2 config as the export builds it: no QLoRA quantisation (LoRA is merged in full precision)
     and no activation checkpointing; the checkpoint then supplies every trained weight."""
     from mmengine.config import Config
     cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     cfg.model.llm.pop('quantization_config', None)
     cfg.model.use_activation_checkpointing = False
     return cfg
 
 
-def convert(config: str, checkpoint: str, out_dir: str, trust: bool = False, dtype: str = 'auto') -> str:
+def convert(config: str, checkpoint: str, out_dir: str, trust: bool = False, dtype: str = 'auto',
+            cfg_options: dict = None) -> str:
     from granvit_mm.xtuner.hf_llava import to_hf_llava
     from granvit_mm.xtuner.stage2_eval import load_stage2
-    cfg = export_config(config)
+    cfg = export_config(config, cfg_options)
     model, tokenizer = load_stage2(cfg, checkpoint, trust=trust)
     template = cfg.get('prompt_template')
     hf, processor = to_hf_llava(model, tokenizer, dict(template) if template else None, cfg.get('SYSTEM', ''))
@@ -60,9 +65,13 @@ def main(argv=None):
                         help='weights dtype of the export (auto: as the config builds the LLM)')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='unpickle the checkpoint (only for files you trust); default: safe loading')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                        help='override config settings, k=v (e.g. the vision tower of a baseline encoder: '
+                             'model.visual_encoder.pretrained_model_name_or_path=DIR)')
     args = parser.parse_args(argv)
     try:
-        out = convert(args.config, args.checkpoint, args.out_dir, args.trust_checkpoint, args.dtype)
+        out = convert(args.config, args.checkpoint, args.out_dir, args.trust_checkpoint, args.dtype,
+                      args.cfg_options)
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as err:  # bad input: no traceback
         sys.exit(f'error: {err}')
     print(f'saved LlavaForConditionalGeneration + LlavaProcessor to {out}')
