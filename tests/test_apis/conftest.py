@@ -12,3 +12,9 @@ def stage1(tmp_path_factory):
 def inferencer(stage1):
     from granvit_mm.apis import GranViTInferencer
     return GranViTInferencer(stage1['config'], stage1['checkpoint'], llm_path=stage1['llm_path'])
+
+
+@pytest.fixture(scope='session')
+def stage2(tmp_path_factory):
+    from stage2_chat_assets import make_stage2_assets
+    return make_stage2_assets(str(tmp_path_factory.mktemp('stage2')))
