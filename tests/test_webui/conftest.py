@@ -7,9 +7,18 @@ sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'te
 from stage1_assets import make_stage1_checkpoint  # noqa: E402
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def demo_inferencer(tmp_path_factory):
     from granvit_mm.apis import GranViTInferencer
     assets = make_stage1_checkpoint(str(tmp_path_factory.mktemp('stage1')))
     return GranViTInferencer(assets['config'], assets['checkpoint'], llm_path=assets['llm_path'],
                              max_pixels=1_000_000)
+
+
+@pytest.fixture(scope='session')
+def stage2_inferencer(tmp_path_factory):
+    """A stage-2 (XTuner) checkpoint made for the test, loaded with ``stage='auto'``."""
+    from granvit_mm.apis import GranViTInferencer
+    from stage2_chat_assets import make_stage2_assets
+    assets = make_stage2_assets(str(tmp_path_factory.mktemp('stage2')))
+    return GranViTInferencer(assets['config'], assets['checkpoint'], max_pixels=1_000_000)
