@@ -94,3 +94,18 @@ def test_nothing_to_ask_and_missing_input(cli, stage1, tmp_path):
                    '--llm-path', stage1['llm_path'], '--out-dir', str(tmp_path / 'o')])
     assert rc == 1
     assert 'box 0 [0, 0, 30, 10] is outside the 20x20 image' in _lines(tmp_path / 'o' / 'results.jsonl')[0]['error']
+
+
+def test_ground_with_a_stage2_checkpoint_and_its_export(cli, stage2, tmp_path, capsys):
+    img = tmp_path / 'wide.png'
+    Image.fromarray(wide_image(200, 100)).save(img)
+    lines = []
+    for i, models in enumerate(([stage2['config'], stage2['checkpoint']], [stage2['hf_dir']])):
+        out = tmp_path / f'out{i}'
+        rc = cli.main(['ground', *models, str(img), '--phrases', 'a red circle', '--out-dir', str(out)])
+        assert rc == 0
+        lines.append(_lines(out / 'results.jsonl')[0])
+        assert (out / 'vis' / 'wide.png').is_file()
+    assert lines[0]['grounding'] == lines[1]['grounding'] and lines[0]['grounding'][0]['phrase'] == 'a red circle'
+    with pytest.raises(SystemExit):  # one path only: neither CONFIG CHECKPOINT INPUT nor HF_DIR INPUT
+        cli.main(['ground', str(img), '--phrases', 'x'])

@@ -16,9 +16,14 @@ def demo_inferencer(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
-def stage2_inferencer(tmp_path_factory):
-    """A stage-2 (XTuner) checkpoint made for the test, loaded with ``stage='auto'``."""
-    from granvit_mm.apis import GranViTInferencer
+def stage2_assets(tmp_path_factory):
+    """A stage-2 (XTuner) checkpoint made for the test, its config and its transformers export."""
     from stage2_chat_assets import make_stage2_assets
-    assets = make_stage2_assets(str(tmp_path_factory.mktemp('stage2')))
-    return GranViTInferencer(assets['config'], assets['checkpoint'], max_pixels=1_000_000)
+    return make_stage2_assets(str(tmp_path_factory.mktemp('stage2')))
+
+
+@pytest.fixture(scope='session')
+def stage2_inferencer(stage2_assets):
+    """The stage-2 checkpoint loaded with ``stage='auto'``."""
+    from granvit_mm.apis import GranViTInferencer
+    return GranViTInferencer(stage2_assets['config'], stage2_assets['checkpoint'], max_pixels=1_000_000)
