@@ -46,6 +46,13 @@ def test_a_stage1_checkpoint_is_not_a_stage2_one(stage1, stage2):
         GranViTInferencer(stage2['config'], stage1['checkpoint'], stage='stage2')
 
 
+def test_a_missing_llm_says_what_to_do(stage2, tmp_path):
+    from granvit_mm.apis import GranViTInferencer
+    from granvit_mm.core.paths import MissingPathError
+    with pytest.raises(MissingPathError, match='run from the repository root, or pass llm_path'):
+        GranViTInferencer(stage2['config'], stage2['checkpoint'], llm_path=str(tmp_path / 'no_llm'))
+
+
 def test_xtuner_answers_are_the_evaluations(stage2, xtuner_inferencer):
     """The inferencer's answers = ``greedy_answers`` (eval_stage2's decoding) on ``to_model_input`` pixels."""
     from granvit_mm.xtuner.llava_model import greedy_answers
