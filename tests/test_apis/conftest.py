@@ -15,6 +15,6 @@ def inferencer(stage1):
 
 
 @pytest.fixture(scope='session')
-def stage2(tmp_path_factory):
+def stage2(tmp_path_factory, stage1):
     from stage2_chat_assets import make_stage2_assets
-    return make_stage2_assets(str(tmp_path_factory.mktemp('stage2')))
+    return make_stage2_assets(str(tmp_path_factory.mktemp('stage2')), llm=stage1['llm_path'])

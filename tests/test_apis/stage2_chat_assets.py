@@ -7,12 +7,13 @@ config pointed at these assets, and ``xtuner_to_hf_llava.py``'s export of the ch
 """
 import os.path as osp
 import sys
+from typing import Optional
 
 import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.join(osp.dirname(HERE), 'test_xtuner'))
-from stage2_assets import ROOT, build_llava, make_stage1_checkpoint, make_tiny_llm  # noqa: E402
+from stage2_assets import ROOT, build_llava, make_stage1_checkpoint  # noqa: E402
 
 TINY_STAGE2_CONFIG = osp.join(ROOT, 'projects', 'granvit_xtuner', 'configs',
                               'granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py')
@@ -32,10 +33,12 @@ def stage2_config(path: str, llm_dir: str, encoder_dir: str) -> str:
     return path
 
 
-def make_stage2_assets(base: str, seed: int = 0) -> dict:
-    """``dict(config, checkpoint, hf_dir, llm_path, encoder_dir)`` under ``base``."""
+def make_stage2_assets(base: str, llm: Optional[str] = None, seed: int = 0) -> dict:
+    """``dict(config, checkpoint, hf_dir, llm_path, encoder_dir)`` under ``base``; ``llm``: a tiny LLM that
+    answers in the tasks' formats (default: made here, as stage1_assets.make_answering_llm makes it)."""
     from granvit_mm.xtuner.encoder import export_encoder
-    llm = make_tiny_llm(osp.join(base, 'tiny_llm'))
+    from stage1_assets import make_answering_llm
+    llm = llm or make_answering_llm(osp.join(base, 'tiny_llm'))
     stage1 = make_stage1_checkpoint(osp.join(base, 'stage1_iter_1.pth'), llm, seed=seed)
     encoder = osp.join(base, 'hf_encoder')
     export_encoder(stage1, encoder)
