@@ -42,8 +42,9 @@ def build_demo(backend: DemoBackend, title: str = TITLE, note: Optional[str] = N
 
     def done(out, msg):
         """The action's outputs, or ``gr.Error`` with its message (escaped: Gradio renders it as HTML)."""
-        if out is None:
-            raise gr.Error(html.escape(msg[len('Error: '):] if msg.startswith('Error: ') else msg))
+        if out is None:  # the backend already logged an unexpected error's traceback; bad input needs none
+            raise gr.Error(html.escape(msg[len('Error: '):] if msg.startswith('Error: ') else msg),
+                           print_exception=False)
         return out, ('Done.' if msg == OK else msg)
 
     def shown(picture):
