@@ -13,10 +13,10 @@ CONFIG + CHECKPOINT: a stage-1 config (tools/train.py) or a stage-2+ XTuner conf
 checkpoint; which one is told from the config (``--stage`` to force it). Boxes are in the image's own pixels.
 INPUT is an image file, a folder of images, or a Gran JSONL file: for a JSONL, ``caption`` asks about each
 record's region boxes and ``ground`` grounds each record's region captions (unless --boxes / --phrases are
-given), and the ground truth is written beside the answers. CHECKPOINT may be a work dir (its best, else latest
-checkpoint). Results go to ``--out-dir`` (default work_dirs/infer/<command>): ``results.jsonl`` (one line per
-image) and ``vis/*.png`` (boxes drawn) or ``features/*.png``. A bad image is reported in its JSONL line and the
-run goes on; the exit status is 1 if any image failed. The work is done by ``granvit_mm.apis``
+given), and the ground truth is written beside the answers. CHECKPOINT may be a work dir (its best, else
+latest checkpoint). Results go to ``--out-dir`` (default work_dirs/infer/<command>): ``results.jsonl`` (one
+line per image) and ``vis/*.png`` (boxes drawn) or ``features/*.png``. A bad image is reported in its JSONL
+line and the run goes on; the exit status is 1 if any image failed. The work is done by ``granvit_mm.apis``
 (``GranViTInferencer`` and ``batch_inference``); this file only parses the command line.
 """
 import argparse
@@ -24,8 +24,8 @@ import os
 import os.path as osp
 import sys
 
-from granvit_mm.apis import (DEFAULT_MAX_PIXELS, DenseFeatureExtractor, GranViTInferencer, InferenceInputError,
-                             parse_box_text)
+from granvit_mm.apis import (DEFAULT_MAX_PIXELS, DenseFeatureExtractor, GranViTInferencer,
+                             InferenceInputError, parse_box_text)
 from granvit_mm.apis.batch_inference import RunSummary, ask_all, features_all, read_items
 from granvit_mm.core.paths import MissingPathError
 
@@ -76,7 +76,8 @@ def parse_args(argv=None):
     def common(p, positional_input=True):
         if positional_input:
             p.add_argument('input', help='an image, a folder of images, or a Gran JSONL file')
-        p.add_argument('--out-dir', help='where results.jsonl and pictures go (default work_dirs/infer/<command>)')
+        p.add_argument('--out-dir',
+                       help='where results.jsonl and pictures go (default work_dirs/infer/<command>)')
         p.add_argument('--device', default='cpu', help='torch device, e.g. cpu or cuda:0')
         p.add_argument('--img-root', help='image folder of a JSONL input (default <jsonl dir>/../images)')
         p.add_argument('--limit', type=int, help='only the first N images')

@@ -4,7 +4,8 @@
     python tools/web_demo.py                      # http://127.0.0.1:7860
     python tools/web_demo.py CONFIG CHECKPOINT [--compare SIGLIP2.pth] [--host 0.0.0.0] [--share]
     # a stage-2 model, to ground phrases: its XTuner config + checkpoint, or its transformers LLaVA export
-    python tools/web_demo.py projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py \
+    python tools/web_demo.py \
+        projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py \
         work_dirs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2/iter_1000.pth
     python tools/web_demo.py work_dirs/hf_llava
 
@@ -31,8 +32,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument('config', nargs='?', default=DEFAULT_CONFIG,
-                        help=f'training config, stage 1 or an XTuner stage-2+ one ({DEFAULT_CONFIG}); or a '
-                             'transformers LLaVA directory (xtuner_to_hf_llava.py output, no checkpoint then)')
+                        help=f'training config, stage 1 or an XTuner stage-2+ one ({DEFAULT_CONFIG}); '
+                             'or a transformers LLaVA directory (xtuner_to_hf_llava.py output, no checkpoint '
+                             'then)')
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help=f'a .pth or a work dir: its best, else latest checkpoint ({DEFAULT_CHECKPOINT} '
                              'with the default config)')
@@ -40,16 +42,19 @@ def parse_args(argv=None):
                         help='which kind of model (auto: from the config, or a LLaVA directory)')
     parser.add_argument('--llm-path', help="override the config's LLM path")
     parser.add_argument('--device', default='cpu', help='torch device')
-    parser.add_argument('--host', default=DEFAULT_HOST, help='address to listen on (default: this machine only)')
+    parser.add_argument('--host', default=DEFAULT_HOST,
+                        help='address to listen on (default: this machine only)')
     parser.add_argument('--port', type=int, default=7860, help='port (0: a free one)')
     parser.add_argument('--share', action='store_true', help='also make a public gradio.live link (opt-in)')
     parser.add_argument('--max-file-size', default=DEFAULT_MAX_FILE_SIZE, help='largest upload, e.g. 10mb')
     parser.add_argument('--max-pixels', type=int, default=DEFAULT_DEMO_PIXELS, help='largest image in pixels')
-    parser.add_argument('--compare', help='a second checkpoint whose features are shown beside (e.g. SigLIP2)')
+    parser.add_argument('--compare',
+                        help='a second checkpoint whose features are shown beside (e.g. SigLIP2)')
     parser.add_argument('--compare-config', help='config of --compare (not needed for converter output)')
     parser.add_argument('--compare-label', default='compare', help='caption of the second feature picture')
     parser.add_argument('--examples', default=DEFAULT_EXAMPLES,
-                        help=f'a folder of images offered as examples, the first --num-examples ({DEFAULT_EXAMPLES})')
+                        help='a folder of images offered as examples, the first --num-examples '
+                             f'({DEFAULT_EXAMPLES})')
     parser.add_argument('--num-examples', type=int, default=8, help='how many example images (0: none)')
     parser.add_argument('--out-dir', default='work_dirs/web_demo', help="the demo's own files (Gradio cache)")
     args = parser.parse_args(argv)
@@ -98,7 +103,8 @@ def main(argv=None):
                       examples=example_images(args.examples, args.num_examples))
     if args.host != DEFAULT_HOST:
         print(f'[granvit] listening on {args.host}: reachable from other machines')
-    launch_demo(demo, host=args.host, port=args.port or None, share=args.share, max_file_size=args.max_file_size)
+    launch_demo(demo, host=args.host, port=args.port or None, share=args.share,
+                max_file_size=args.max_file_size)
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Protocol, Sequence, Union, ru
 import torch
 
 from granvit_mm.core.checkpoint_layout import split_checkpoint
+
 from .checkpoint import load_checkpoint_dict
 from .config_utils import load_config
 from .preprocessing import PipelinePreprocessor
@@ -53,7 +54,8 @@ class VisionChatModel(Protocol):
         ``max_new_tokens`` None means the model's default."""
 
     def max_new_tokens_for(self, answer: str) -> int:
-        """A generation budget that fits ``answer`` (e.g. a box text) and its end token, at least the default."""
+        """A generation budget that fits ``answer`` (e.g. a box text) and its end token, at least the
+        default."""
 
 
 CHAT_MODEL_LOADERS: Dict[str, Callable[..., VisionChatModel]] = {}
@@ -78,7 +80,8 @@ def is_hf_llava_dir(path) -> bool:
 
 
 def detect_stage(cfg) -> str:
-    """``'stage1'`` for a ``GranViTPretrainer`` config, ``'stage2'`` for an XTuner LLaVA one (stage 2, 3...)."""
+    """``'stage1'`` for a ``GranViTPretrainer`` config, ``'stage2'`` for an XTuner LLaVA one (stage 2,
+    3...)."""
     model_type = (cfg.get('model') or {}).get('type', '')
     name = getattr(model_type, '__name__', str(model_type)).split('.')[-1]
     if name == 'GranViTPretrainer':
@@ -123,8 +126,9 @@ class Stage1ChatModel(torch.nn.Module):
 
 
 @register_chat_model_loader('stage1')
-def load_stage1(config, checkpoint: str, device: Union[str, torch.device] = 'cpu', llm_path: Optional[str] = None,
-                input_size: Optional[int] = None, box_style: Optional[str] = None) -> Stage1ChatModel:
+def load_stage1(config, checkpoint: str, device: Union[str, torch.device] = 'cpu',
+                llm_path: Optional[str] = None, input_size: Optional[int] = None,
+                box_style: Optional[str] = None) -> Stage1ChatModel:
     """Build ``config``'s GranViTPretrainer without its teacher, load ``checkpoint``'s student, projector and
     head (the frozen LLM comes from ``model.head.llm_path``, or ``llm_path`` when given)."""
     from granvit_mm.registry import MODELS
@@ -141,8 +145,9 @@ def load_stage1(config, checkpoint: str, device: Union[str, torch.device] = 'cpu
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith('head.llm.')]  # the frozen LLM is loaded from its path
     if missing or unexpected:
-        raise ValueError(f'checkpoint {checkpoint} does not fit the config\'s model: {len(missing)} missing keys '
-                         f'{missing[:4]}, {len(unexpected)} unexpected keys {unexpected[:4]}')
+        raise ValueError(f'checkpoint {checkpoint} does not fit the config\'s model: '
+                         f'{len(missing)} missing keys {missing[:4]}, '
+                         f'{len(unexpected)} unexpected keys {unexpected[:4]}')
     model.eval().to(device)
     # the config's test pipeline (its size and pad colour) and the model's own data preprocessor
     preprocessor = PipelinePreprocessor.from_config(cfg, size=input_size,

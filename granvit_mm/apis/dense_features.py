@@ -17,6 +17,7 @@ import torch
 from granvit_mm.core.checkpoint_layout import STAGE1_VIT_PREFIXES, split_checkpoint, strip_prefix
 from granvit_mm.core.geometry import SquareGeometry
 from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, granvit_token_kwargs
+
 from .checkpoint import load_checkpoint_dict
 from .config_utils import load_config
 from .inputs import DEFAULT_MAX_PIXELS, as_list, load_image
@@ -53,7 +54,8 @@ class DenseFeatureExtractor:
         checkpoint: a .pth file (or a work dir: its best/latest checkpoint).
         config: a config file or Config whose ``model.backbone`` is a GranViT (any OpenMMLab config works).
         backbone: GranViT kwargs (e.g. the ``backbone=dict(...)`` the SigLIP2 converter prints); wins over
-            ``config``. Without either, the checkpoint's ``meta['granvit_kwargs']`` (converter output) is used.
+            ``config``. Without either, the checkpoint's ``meta['granvit_kwargs']`` (converter output) is
+            used.
         prefix: state-dict prefix of the ViT; None: ``'backbone.'`` when present, else none. Use
             ``'teacher.module.'`` for a stage-1 checkpoint's EMA teacher.
         input_size: square input side; default the config's test pipeline size, else the ViT's ``img_size``.
@@ -67,9 +69,10 @@ class DenseFeatureExtractor:
         max_pixels: larger input images are refused.
     """
 
-    def __init__(self, checkpoint: str, config=None, backbone: Optional[dict] = None, prefix: Optional[str] = None,
-                 input_size: Optional[int] = None, out_index: Optional[int] = None,
-                 final_norm: Optional[bool] = None, device: Union[str, torch.device] = 'cpu',
+    def __init__(self, checkpoint: str, config=None, backbone: Optional[dict] = None,
+                 prefix: Optional[str] = None, input_size: Optional[int] = None,
+                 out_index: Optional[int] = None, final_norm: Optional[bool] = None,
+                 device: Union[str, torch.device] = 'cpu',
                  max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
         from granvit_mm.registry import MODELS
         state, meta = split_checkpoint(load_checkpoint_dict(checkpoint))
@@ -132,8 +135,9 @@ class DenseFeatureExtractor:
             return kwargs, cfg
         if meta.get('granvit_kwargs'):
             return dict(meta['granvit_kwargs']), None
-        raise ValueError('cannot tell the ViT architecture: pass a config (model.backbone), backbone kwargs, or a '
-                         'checkpoint from tools/model_converters/siglip2_to_granvit.py (it stores them in meta)')
+        raise ValueError('cannot tell the ViT architecture: pass a config (model.backbone), backbone kwargs, '
+                         'or a checkpoint from tools/model_converters/siglip2_to_granvit.py '
+                         '(it stores them in meta)')
 
     @torch.no_grad()
     def features(self, images: Sequence[np.ndarray]) -> List[DenseFeatures]:

@@ -23,6 +23,7 @@ import torch
 from granvit_mm.core.box_text import format_box, parse_box
 from granvit_mm.core.geometry import SquareGeometry
 from granvit_mm.core.prompts import bbox2caption_question, caption2bbox_question, global_caption_question
+
 from .chat_model import VisionChatModel, build_chat_model, is_hf_llava_dir
 from .checkpoint import resolve_checkpoint
 from .config_utils import load_config
@@ -100,7 +101,8 @@ class GranViTInferencer:
         per_boxes = self._per_image(boxes, len(images), single, 'boxes')
         per_phrases = self._per_image([phrases] * len(images) if isinstance(phrases, str) and not single
                                       else phrases, len(images), single, 'phrases')
-        requests = [self._prepare(img, b, p, global_caption) for img, b, p in zip(images, per_boxes, per_phrases)]
+        requests = [self._prepare(img, b, p, global_caption)
+                    for img, b, p in zip(images, per_boxes, per_phrases)]
         results: List[dict] = []
         step = max(1, int(batch_size))
         for i in range(0, len(requests), step):
@@ -152,7 +154,8 @@ class GranViTInferencer:
         if not len(req.boxes) and not req.phrases and not req.global_caption:
             raise InferenceInputError('nothing to ask: give boxes, phrases or global_caption=True')
         style = self.model.box_style
-        req.questions = [bbox2caption_question(b, style) for b in req.geometry.to_normalized(req.boxes).tolist()]
+        req.questions = [bbox2caption_question(b, style)
+                         for b in req.geometry.to_normalized(req.boxes).tolist()]
         req.questions += [caption2bbox_question(p) for p in req.phrases]
         if req.global_caption:
             req.questions.append(global_caption_question())
@@ -187,7 +190,8 @@ class GranViTInferencer:
 
     def answer_to_box(self, answer: str, geometry: SquareGeometry) -> Optional[List[float]]:
         """A Caption2Bbox answer -> xyxy in the image's own pixels (pad/resize undone, clipped to the image),
-        or None when the text holds no box of the model's style, or the box is inverted or lies in the padding."""
+        or None when the text holds no box of the model's style, or the box is inverted or lies in the
+        padding."""
         box01 = parse_box(answer, self.model.box_style)
         if box01 is None:
             return None

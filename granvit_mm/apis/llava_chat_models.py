@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence
 import torch
 
 from granvit_mm.core.visual_tokens import num_visual_tokens, select_visual_tokens
+
 from .chat_model import register_chat_model_loader
 from .config_utils import load_config
 from .preprocessing import ImageProcessorPreprocessor
@@ -91,11 +92,11 @@ def load_xtuner_llava(config, checkpoint: str, device='cpu', llm_path: Optional[
     except OSError as e:  # transformers' "not a local folder and not a model on the Hub" (we are offline)
         from granvit_mm.core.paths import MissingPathError
         raise MissingPathError(
-            f'{e}\nThe stage-2 config builds its LLM from {cfg.model.llm.get("pretrained_model_name_or_path")!r} '
-            f'and its vision tower from '
-            f'{cfg.model.visual_encoder.get("pretrained_model_name_or_path")!r} (relative paths are relative to '
-            'the current folder: run from the repository root, or pass llm_path / --llm-path; the tower is '
-            'tools/model_converters/granvit_to_hf.py output).') from None
+            f'{e}\nThe stage-2 config builds its LLM from '
+            f'{cfg.model.llm.get("pretrained_model_name_or_path")!r} and its vision tower from '
+            f'{cfg.model.visual_encoder.get("pretrained_model_name_or_path")!r} (relative paths are relative '
+            'to the current folder: run from the repository root, or pass llm_path / --llm-path; the tower '
+            'is tools/model_converters/granvit_to_hf.py output).') from None
     size = input_size or model.visual_encoder.config.image_size
     if cfg.get('image_processor') and not input_size:
         processor = BUILDER.build(cfg.image_processor)

@@ -13,10 +13,10 @@ from .pictures import write_picture
 
 TITLE = 'GranViT: region captions, grounding and dense features'
 HELP = ('Upload an image (or pick an example), then click two opposite corners on it (or type '
-        '`x1, y1, x2, y2` in image pixels) and press **Caption box**; type a phrase and press **Ground phrase** '
-        'to get its box; **Feature view** shows a PCA of the encoder\'s dense features. Stage-1 checkpoints '
-        'caption regions far better than they ground phrases (the paper: about 13% of phrases within IoU 0.5 '
-        'after stage 1, 55% after stage 2).')
+        '`x1, y1, x2, y2` in image pixels) and press **Caption box**; type a phrase and press '
+        '**Ground phrase** to get its box; **Feature view** shows a PCA of the encoder\'s dense features. '
+        'Stage-1 checkpoints caption regions far better than they ground phrases (the paper: about 13% of '
+        'phrases within IoU 0.5 after stage 1, 55% after stage 2).')
 MODEL_QUEUE = 'granvit-model'  # the concurrency group of every event that runs the model
 
 # small images (GranSynth is 128 px) are shown enlarged; Gradio maps clicks back to image pixels itself
@@ -79,7 +79,8 @@ def build_demo(backend: DemoBackend, title: str = TITLE, note: Optional[str] = N
         gr.Markdown(f'## {title}\n{HELP}' + (f'\n\n{note}' if note else ''))
         with gr.Row():
             with gr.Column(scale=3):
-                upload = gr.UploadButton('Upload image', type='filepath', file_count='single', elem_id='upload')
+                upload = gr.UploadButton('Upload image', type='filepath', file_count='single',
+                                         elem_id='upload')
                 picture = gr.Image(label='Image (click two corners to draw a box)', type='filepath',
                                    interactive=False, format='png', elem_id='picture', height=420)
                 status = gr.Textbox(label='Status', interactive=False, elem_id='status',

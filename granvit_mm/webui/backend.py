@@ -112,7 +112,8 @@ class DemoBackend:
         image = self._need(image)
         x, y = float(xy[0]), float(xy[1])
         if corner is None:
-            return (_mark(image, (x, y)), (x, y), None), f'Corner at ({x:g}, {y:g}); click the opposite corner.'
+            return ((_mark(image, (x, y)), (x, y), None),
+                    f'Corner at ({x:g}, {y:g}); click the opposite corner.')
         box = [min(corner[0], x), min(corner[1], y), max(corner[0], x), max(corner[1], y)]
         check_boxes(box, image.shape[1], image.shape[0])
         preview = draw_result(image, dict(regions=[dict(bbox=box, caption='box')]))

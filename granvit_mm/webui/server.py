@@ -15,7 +15,8 @@ DEFAULT_DEMO_PIXELS = 16_000_000
 
 
 def prepare_environment(out_dir: str) -> str:
-    """Point Gradio's cache at ``out_dir/gradio`` and switch its telemetry off; call before importing gradio."""
+    """Point Gradio's cache at ``out_dir/gradio`` and switch its telemetry off; call before importing
+    gradio."""
     cache = osp.abspath(osp.join(out_dir, 'gradio'))
     os.makedirs(cache, exist_ok=True)
     os.environ['GRADIO_TEMP_DIR'] = cache

@@ -36,8 +36,9 @@ def stage2_config(path: str, llm_dir: str, encoder_dir: str) -> str:
 def make_stage2_assets(base: str, llm: Optional[str] = None, seed: int = 0) -> dict:
     """``dict(config, checkpoint, hf_dir, llm_path, encoder_dir)`` under ``base``; ``llm``: a tiny LLM that
     answers in the tasks' formats (default: made here, as stage1_assets.make_answering_llm makes it)."""
-    from granvit_mm.xtuner.encoder import export_encoder
     from stage1_assets import make_answering_llm
+
+    from granvit_mm.xtuner.encoder import export_encoder
     llm = llm or make_answering_llm(osp.join(base, 'tiny_llm'))
     stage1 = make_stage1_checkpoint(osp.join(base, 'stage1_iter_1.pth'), llm, seed=seed)
     encoder = osp.join(base, 'hf_encoder')

@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 import pytest
-
 from fake_chat_model import fake_inferencer
+
 from granvit_mm.apis import draw_result
 from granvit_mm.apis.drawing import GROUND_COLOUR
 from granvit_mm.core.box_text import format_box

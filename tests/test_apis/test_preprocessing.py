@@ -2,10 +2,10 @@
 config changes what the API feeds the model and asks it (issue #22), as mmpretrain's inferencers do."""
 import numpy as np
 import torch
-
 from fake_chat_model import fake_inferencer
-from granvit_mm.core.geometry import square_resize
 from stage1_assets import wide_image
+
+from granvit_mm.core.geometry import square_resize
 
 C2B = 'Please provide the bounding box coordinate of the region this sentence describes: {}'
 B2C = ('Describe the content contained within the normalized bounding box coordinates {} in no more than '

@@ -5,11 +5,11 @@ pixels.
 import numpy as np
 import pytest
 import torch
+from stage1_assets import synth_images, wide_image
 
 from granvit_mm.core.geometry import SquareGeometry
 from granvit_mm.core.image_input import to_model_input
 from granvit_mm.core.prompts import caption2bbox_question
-from stage1_assets import synth_images, wide_image
 
 PHRASE = 'a small red circle'
 

@@ -21,7 +21,8 @@ def demo_inferencer(stage1_assets):
 
 @pytest.fixture(scope='session')
 def stage2_assets(tmp_path_factory, stage1_assets):
-    """A stage-2 (XTuner) checkpoint made for the test (on the stage-1 test LLM), its config and its export."""
+    """A stage-2 (XTuner) checkpoint made for the test (on the stage-1 test LLM), its config and its
+    export."""
     from stage2_chat_assets import make_stage2_assets
     return make_stage2_assets(str(tmp_path_factory.mktemp('stage2')), llm=stage1_assets['llm_path'])
 

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-gradio = pytest.importorskip('gradio', reason='the web demo needs gradio: pip install -r requirements/demo.txt')
-pytest.importorskip('selenium', reason='the browser test needs selenium: pip install -r requirements/demo.txt')
+gradio = pytest.importorskip('gradio',
+                             reason='the web demo needs gradio: pip install -r requirements/demo.txt')
+pytest.importorskip('selenium',
+                    reason='the browser test needs selenium: pip install -r requirements/demo.txt')
 
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import TimeoutException  # noqa: E402
@@ -84,7 +86,8 @@ def files(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------------- helpers
 def value(driver, elem_id):
-    return driver.find_element(By.CSS_SELECTOR, f'#{elem_id} textarea, #{elem_id} input').get_attribute('value')
+    return driver.find_element(By.CSS_SELECTOR,
+                               f'#{elem_id} textarea, #{elem_id} input').get_attribute('value')
 
 
 def wait_value(driver, elem_id, predicate, what):
@@ -221,8 +224,8 @@ def test_demo_in_a_browser(server, browser, files):
     assert value(browser, 'status') == 'Done.'
     # the page loaded nothing from anywhere but this server (no fonts, scripts or analytics from outside)
     hosts = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-    assert hosts and all(h.startswith(server['url'][:-1]) or h.startswith(('data:', 'blob:')) for h in hosts), \
-        [h for h in hosts if not h.startswith(server['url'][:-1])]
+    assert hosts and all(h.startswith(server['url'][:-1]) or h.startswith(('data:', 'blob:'))
+                         for h in hosts), [h for h in hosts if not h.startswith(server['url'][:-1])]
 
 
 def test_server_is_locked_down(server, files):

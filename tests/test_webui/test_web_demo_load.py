@@ -49,6 +49,7 @@ def test_pictures_get_paths_of_their_own(tmp_path):
 
 def test_concurrent_sessions_all_get_whole_answers(server, scene, tmp_path):
     from gradio_client import Client, handle_file
+
     from granvit_mm.apis import draw_result
     path, image = scene
     infer = server['inferencer']
