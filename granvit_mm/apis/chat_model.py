@@ -1,42 +1,49 @@
 """What the inferencer asks: an image-conditioned chat model, and the loaders that build one per stage.
 
 :class:`GranViTInferencer` only needs the small interface of :class:`VisionChatModel` (pre-processed pixels ->
-answers to text questions, and the encoder's dense map), so stage 1 (MMEngine ``GranViTPretrainer``: ViT ->
-projector -> frozen LLM) and stage 2 (XTuner LLaVA: frozen ViT -> projector -> tuned LLM) plug in the same way.
+answers to text questions, and the encoder's dense map), so every kind of model plugs in the same way:
 
-Extension point for stage 2: register a loader under ``'stage2'``::
+- ``'stage1'``: an MMEngine ``GranViTPretrainer`` checkpoint (ViT -> projector -> frozen LLM), here;
+- ``'stage2'``: an XTuner LLaVA checkpoint (stage 2 or a later instruction-tuning stage: frozen ViT ->
+  projector -> tuned LLM) and ``'hf_llava'``: its transformers export, in :mod:`.llava_chat_models`.
 
-    from granvit_mm.apis import register_chat_model_loader
+``stage='auto'`` tells them apart (:func:`detect_stage`). Another kind registers its own loader::
 
-    @register_chat_model_loader('stage2')
-    def load_stage2(config, checkpoint, device='cpu', llm_path=None, **kwargs) -> VisionChatModel:
-        ...  # build the XTuner model from `config`, load `checkpoint`, wrap it
+    @register_chat_model_loader('mine')
+    def load_mine(config, checkpoint, device='cpu', llm_path=None, **kwargs) -> VisionChatModel:
+        ...
 
-and pass ``stage='stage2'`` to the inferencer (``stage='auto'`` picks it for configs whose ``model.type`` is not
-``GranViTPretrainer``). The wrapper must pre-process nothing itself: it receives ``(B, 3, S, S)`` float pixels
-made by :func:`granvit_mm.core.image_input.to_model_input` at its ``input_size``, and writes/reads boxes as text
-in its ``box_style`` through :mod:`granvit_mm.core.box_text`.
+A model pre-processes nothing itself: its ``preprocessor`` (:mod:`.preprocessing`, built from what the model
+was tested with) turns images into ``(B, 3, S, S)`` pixels and
+:class:`~granvit_mm.core.geometry.SquareGeometry`; boxes are text in its ``box_style`` through
+:mod:`granvit_mm.core.box_text`.
 """
 import copy
+import json
+import os.path as osp
 from typing import Callable, Dict, List, Optional, Protocol, Sequence, Union, runtime_checkable
 
 import torch
 
 from granvit_mm.core.checkpoint_layout import split_checkpoint
+
 from .checkpoint import load_checkpoint_dict
-from .config_utils import config_setting, load_config
+from .config_utils import load_config
+from .preprocessing import PipelinePreprocessor
 
 __all__ = ['VisionChatModel', 'Stage1ChatModel', 'register_chat_model_loader', 'build_chat_model',
-           'CHAT_MODEL_LOADERS']
+           'CHAT_MODEL_LOADERS', 'detect_stage', 'is_hf_llava_dir']
 
 
 @runtime_checkable
 class VisionChatModel(Protocol):
-    """The interface the inferencer needs from a stage-1 or stage-2 model."""
+    """The interface the inferencer needs from a stage-1 or stage-2 model.
+
+    A model may also offer ``preprocessor`` (images -> (pixels, geometries), :mod:`.preprocessing`); without
+    it the inferencer builds one from the config's test pipeline at ``input_size``."""
     input_size: int  # square side of the model input (pad-to-square, then resize)
     box_style: str  # granvit_mm.core.box_text style of boxes in prompts and answers
     patch_size: int
-    backbone: torch.nn.Module  # the ViT (GranViT, out_type='featmap')
 
     def dense_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) normalised pixels -> (B, C, S/p, S/p) dense map of the encoder."""
@@ -47,7 +54,8 @@ class VisionChatModel(Protocol):
         ``max_new_tokens`` None means the model's default."""
 
     def max_new_tokens_for(self, answer: str) -> int:
-        """A generation budget that fits ``answer`` (e.g. a box text) and its end token, at least the default."""
+        """A generation budget that fits ``answer`` (e.g. a box text) and its end token, at least the
+        default."""
 
 
 CHAT_MODEL_LOADERS: Dict[str, Callable[..., VisionChatModel]] = {}
@@ -63,19 +71,36 @@ def register_chat_model_loader(stage: str) -> Callable:
     return wrap
 
 
+def is_hf_llava_dir(path) -> bool:
+    """A transformers LLaVA directory (``tools/model_converters/xtuner_to_hf_llava.py`` output)?"""
+    if not isinstance(path, str) or not osp.isfile(osp.join(path, 'config.json')):
+        return False
+    with open(osp.join(path, 'config.json'), encoding='utf-8') as f:
+        return json.load(f).get('model_type') == 'llava'
+
+
 def detect_stage(cfg) -> str:
-    model_type = str((cfg.get('model') or {}).get('type', '')).split('.')[-1]
-    return 'stage1' if model_type == 'GranViTPretrainer' else 'stage2'
+    """``'stage1'`` for a ``GranViTPretrainer`` config, ``'stage2'`` for an XTuner LLaVA one (stage 2,
+    3...)."""
+    model_type = (cfg.get('model') or {}).get('type', '')
+    name = getattr(model_type, '__name__', str(model_type)).split('.')[-1]
+    if name == 'GranViTPretrainer':
+        return 'stage1'
+    if 'LLaVAModel' in name:
+        return 'stage2'
+    raise NotImplementedError(f'cannot tell which loader builds model.type={name!r}: pass stage=... '
+                              f'(one of {sorted(CHAT_MODEL_LOADERS)}) or register a loader')
 
 
 class Stage1ChatModel(torch.nn.Module):
     """A stage-1 ``GranViTPretrainer`` as a :class:`VisionChatModel`: ViT -> projector -> frozen LLM."""
 
-    def __init__(self, model, input_size: int, box_style: str = 'decimal3'):
+    def __init__(self, model, preprocessor: PipelinePreprocessor, box_style: Optional[str] = None):
         super().__init__()
         self.model = model
-        self.input_size = int(input_size)
-        self.box_style = box_style
+        self.preprocessor = preprocessor
+        self.input_size = preprocessor.size
+        self.box_style = box_style or preprocessor.box_style
 
     @property
     def backbone(self):
@@ -101,8 +126,9 @@ class Stage1ChatModel(torch.nn.Module):
 
 
 @register_chat_model_loader('stage1')
-def load_stage1(config, checkpoint: str, device: Union[str, torch.device] = 'cpu', llm_path: Optional[str] = None,
-                input_size: Optional[int] = None, box_style: Optional[str] = None) -> Stage1ChatModel:
+def load_stage1(config, checkpoint: str, device: Union[str, torch.device] = 'cpu',
+                llm_path: Optional[str] = None, input_size: Optional[int] = None,
+                box_style: Optional[str] = None) -> Stage1ChatModel:
     """Build ``config``'s GranViTPretrainer without its teacher, load ``checkpoint``'s student, projector and
     head (the frozen LLM comes from ``model.head.llm_path``, or ``llm_path`` when given)."""
     from granvit_mm.registry import MODELS
@@ -119,23 +145,27 @@ def load_stage1(config, checkpoint: str, device: Union[str, torch.device] = 'cpu
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith('head.llm.')]  # the frozen LLM is loaded from its path
     if missing or unexpected:
-        raise ValueError(f'checkpoint {checkpoint} does not fit the config\'s model: {len(missing)} missing keys '
-                         f'{missing[:4]}, {len(unexpected)} unexpected keys {unexpected[:4]}')
+        raise ValueError(f'checkpoint {checkpoint} does not fit the config\'s model: '
+                         f'{len(missing)} missing keys {missing[:4]}, '
+                         f'{len(unexpected)} unexpected keys {unexpected[:4]}')
     model.eval().to(device)
-    size = input_size or config_setting(cfg, 'GranSquareResize', 'size') or cfg.get('img_size') \
-        or model.backbone.img_size[0]
-    style = box_style or config_setting(cfg, 'PackGranInputs', 'box_style') or cfg.get('box_style', 'decimal3')
-    return Stage1ChatModel(model, int(size), style).eval()
+    # the config's test pipeline (its size and pad colour) and the model's own data preprocessor
+    preprocessor = PipelinePreprocessor.from_config(cfg, size=input_size,
+                                                    default_size=model.backbone.img_size[0],
+                                                    data_preprocessor=model.data_preprocessor)
+    return Stage1ChatModel(model, preprocessor, box_style).eval()
 
 
-def build_chat_model(config, checkpoint: str, stage: str = 'auto', **kwargs) -> VisionChatModel:
-    """Load ``config`` + ``checkpoint`` with the loader registered for ``stage`` ('auto': from model.type)."""
-    cfg = load_config(config)
+def build_chat_model(config, checkpoint: Optional[str], stage: str = 'auto', **kwargs) -> VisionChatModel:
+    """Load a model with the loader registered for ``stage``. ``'auto'``: a transformers LLaVA directory
+    (``config`` or ``checkpoint``) -> ``'hf_llava'``; else from the config's ``model.type``."""
+    hf_dir = next((p for p in (config, checkpoint) if is_hf_llava_dir(p)), None)
+    if stage == 'auto' and hf_dir is not None:
+        stage, config = 'hf_llava', hf_dir
+    cfg = config if stage == 'hf_llava' else load_config(config)
     if stage == 'auto':
         stage = detect_stage(cfg)
     if stage not in CHAT_MODEL_LOADERS:
-        raise NotImplementedError(
-            f'no loader for {stage!r} models (config model.type={cfg.model.get("type")!r}); available: '
-            f'{sorted(CHAT_MODEL_LOADERS)}. Stage-2 (XTuner) support plugs in with '
-            '`granvit_mm.apis.register_chat_model_loader("stage2")` (see granvit_mm/apis/chat_model.py).')
+        raise NotImplementedError(f'no loader for {stage!r} models; available: {sorted(CHAT_MODEL_LOADERS)} '
+                                  '(granvit_mm.apis.register_chat_model_loader adds one)')
     return CHAT_MODEL_LOADERS[stage](cfg, checkpoint, **kwargs)

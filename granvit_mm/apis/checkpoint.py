@@ -26,10 +26,11 @@ def load_checkpoint_dict(path: str) -> dict:
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f'{path} holds objects that torch refuses to load safely (weights_only=True): {e}. '
-                         'Checkpoints from tools/train.py with WeightsOnlyCheckpointHook load safely; for another '
-                         'checkpoint you trust, re-save only its weights: '
-                         "torch.save({'state_dict': torch.load(P, weights_only=False)['state_dict']}, P2)") from None
+        raise ValueError(f'{path} holds objects that torch refuses to load safely (weights_only=True): '
+                         f'{e}. Checkpoints from tools/train.py with WeightsOnlyCheckpointHook load safely; '
+                         'for another checkpoint you trust, re-save only its weights: '
+                         "torch.save({'state_dict': "
+                         "torch.load(P, weights_only=False)['state_dict']}, P2)") from None
     if not isinstance(obj, dict):
         raise ValueError(f'{path} is not a checkpoint dict (got {type(obj).__name__})')
     return obj

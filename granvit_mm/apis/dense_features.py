@@ -1,8 +1,8 @@
 """Dense features of the encoder alone, for any GranViT checkpoint: stage 1, a downstream config's backbone,
 or a SigLIP2 tower converted by ``tools/model_converters/siglip2_to_granvit.py``.
 
-The image goes through the same pad-to-square + resize + normalisation as training
-(:func:`granvit_mm.core.image_input.to_model_input`); the map covers the padded square, and
+The image goes through the config's test pipeline (:mod:`.preprocessing`; without a config, stage 1's
+pad-to-square + resize + normalisation at the ViT's size); the map covers the padded square, and
 :meth:`DenseFeatures.image_features` crops it to the patches that hold the image itself. For a stage-1
 checkpoint the map is exactly the visual tokens the projector reads (:mod:`granvit_mm.core.visual_tokens`).
 """
@@ -16,11 +16,12 @@ import torch
 
 from granvit_mm.core.checkpoint_layout import STAGE1_VIT_PREFIXES, split_checkpoint, strip_prefix
 from granvit_mm.core.geometry import SquareGeometry
-from granvit_mm.core.image_input import to_model_input
 from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, granvit_token_kwargs
+
 from .checkpoint import load_checkpoint_dict
-from .config_utils import config_setting, load_config
+from .config_utils import load_config
 from .inputs import DEFAULT_MAX_PIXELS, as_list, load_image
+from .preprocessing import PipelinePreprocessor
 
 __all__ = ['DenseFeatures', 'DenseFeatureExtractor']
 
@@ -46,12 +47,6 @@ class DenseFeatures:
         return self.featmap[:, :rows, :cols]
 
 
-def pixels_batch(images: Sequence[np.ndarray], size: int, device) -> tuple:
-    """RGB uint8 arrays -> ((B, 3, size, size) float tensor on ``device``, [SquareGeometry])."""
-    arrays, geoms = zip(*(to_model_input(img, size) for img in images))
-    return torch.from_numpy(np.stack(arrays)).to(device), list(geoms)
-
-
 class DenseFeatureExtractor:
     """Build a GranViT from a config / converter kwargs, load a checkpoint, return dense maps.
 
@@ -59,10 +54,11 @@ class DenseFeatureExtractor:
         checkpoint: a .pth file (or a work dir: its best/latest checkpoint).
         config: a config file or Config whose ``model.backbone`` is a GranViT (any OpenMMLab config works).
         backbone: GranViT kwargs (e.g. the ``backbone=dict(...)`` the SigLIP2 converter prints); wins over
-            ``config``. Without either, the checkpoint's ``meta['granvit_kwargs']`` (converter output) is used.
+            ``config``. Without either, the checkpoint's ``meta['granvit_kwargs']`` (converter output) is
+            used.
         prefix: state-dict prefix of the ViT; None: ``'backbone.'`` when present, else none. Use
             ``'teacher.module.'`` for a stage-1 checkpoint's EMA teacher.
-        input_size: square input side; default the config's pipeline size, else the ViT's ``img_size``.
+        input_size: square input side; default the config's test pipeline size, else the ViT's ``img_size``.
         out_index: which block's output (0-based, negative from the end). Default: for a stage-1 config, its
             visual tokens (``model.visual_layer``, :mod:`granvit_mm.core.visual_tokens`); otherwise the
             config's / converter's setting (the last of several).
@@ -73,13 +69,14 @@ class DenseFeatureExtractor:
         max_pixels: larger input images are refused.
     """
 
-    def __init__(self, checkpoint: str, config=None, backbone: Optional[dict] = None, prefix: Optional[str] = None,
-                 input_size: Optional[int] = None, out_index: Optional[int] = None,
-                 final_norm: Optional[bool] = None, device: Union[str, torch.device] = 'cpu',
+    def __init__(self, checkpoint: str, config=None, backbone: Optional[dict] = None,
+                 prefix: Optional[str] = None, input_size: Optional[int] = None,
+                 out_index: Optional[int] = None, final_norm: Optional[bool] = None,
+                 device: Union[str, torch.device] = 'cpu',
                  max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
         from granvit_mm.registry import MODELS
         state, meta = split_checkpoint(load_checkpoint_dict(checkpoint))
-        kwargs, cfg_size = self._backbone_kwargs(config, backbone, meta)
+        kwargs, cfg = self._backbone_kwargs(config, backbone, meta)
         if out_index is not None:
             kwargs['out_indices'] = out_index
         elif isinstance(kwargs.get('out_indices'), (list, tuple)):  # e.g. a detector's multi-level backbone
@@ -100,21 +97,26 @@ class DenseFeatureExtractor:
         if missing or unexpected:
             raise ValueError(f'{checkpoint} (prefix {prefix!r}) does not fit GranViT({kwargs}): missing '
                              f'{missing[:4]}, unexpected {unexpected[:4]}')
-        self._setup(vit, input_size or cfg_size or vit.img_size[0], device, max_pixels)
+        self.backbone = vit.eval().to(torch.device(device))
+        preprocessor = PipelinePreprocessor.from_config(cfg, size=input_size, default_size=vit.img_size[0]) \
+            if cfg is not None else PipelinePreprocessor.default(input_size or vit.img_size[0])
+        self._setup(lambda pixels: self.backbone(pixels)[-1], preprocessor, int(vit.patch_size), device,
+                    max_pixels)
 
     @classmethod
-    def from_backbone(cls, backbone: torch.nn.Module, input_size: int, device='cpu',
-                      max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> 'DenseFeatureExtractor':
-        """Wrap an already built ViT (``out_type='featmap'``), e.g. the inferencer's own."""
+    def from_model(cls, model, preprocessor, device='cpu',
+                   max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> 'DenseFeatureExtractor':
+        """The encoder of an already loaded chat model (its ``dense_features``), e.g. the inferencer's own."""
         extractor = cls.__new__(cls)
-        extractor._setup(backbone, input_size, device, max_pixels)
+        extractor._setup(model.dense_features, preprocessor, int(model.patch_size), device, max_pixels)
         return extractor
 
-    def _setup(self, vit, input_size: int, device, max_pixels) -> None:
+    def _setup(self, encode, preprocessor, patch_size: int, device, max_pixels) -> None:
         self.device = torch.device(device)
-        self.backbone = vit.eval().to(self.device)
-        self.input_size = int(input_size)
-        self.patch_size = int(vit.patch_size)
+        self.encode = encode  # (B, 3, S, S) pixels -> (B, C, S/p, S/p) map
+        self.preprocessor = preprocessor
+        self.input_size = int(preprocessor.size)
+        self.patch_size = patch_size
         self.max_pixels = max_pixels
 
     @staticmethod
@@ -127,21 +129,21 @@ class DenseFeatureExtractor:
             vit_cfg = (cfg.get('model') or {}).get('backbone')
             if not vit_cfg or str(vit_cfg.get('type', '')).split('.')[-1] != 'GranViT':
                 raise ValueError(f'config {config} has no GranViT model.backbone')
-            size = config_setting(cfg, 'GranSquareResize', 'size') or cfg.get('img_size')
             kwargs = dict(copy.deepcopy(vit_cfg.to_dict() if hasattr(vit_cfg, 'to_dict') else vit_cfg))
             if str(cfg.model.get('type', '')).split('.')[-1] == 'GranViTPretrainer':  # its visual tokens
                 kwargs.update(granvit_token_kwargs(cfg.model.get('visual_layer', DEFAULT_VISUAL_LAYER)))
-            return kwargs, size
+            return kwargs, cfg
         if meta.get('granvit_kwargs'):
             return dict(meta['granvit_kwargs']), None
-        raise ValueError('cannot tell the ViT architecture: pass a config (model.backbone), backbone kwargs, or a '
-                         'checkpoint from tools/model_converters/siglip2_to_granvit.py (it stores them in meta)')
+        raise ValueError('cannot tell the ViT architecture: pass a config (model.backbone), backbone kwargs, '
+                         'or a checkpoint from tools/model_converters/siglip2_to_granvit.py '
+                         '(it stores them in meta)')
 
     @torch.no_grad()
     def features(self, images: Sequence[np.ndarray]) -> List[DenseFeatures]:
         """Decoded RGB uint8 images -> one :class:`DenseFeatures` each (one forward for the batch)."""
-        pixels, geoms = pixels_batch(images, self.input_size, self.device)
-        maps = self.backbone(pixels)[-1].float().cpu()
+        pixels, geoms = self.preprocessor(images, self.device)
+        maps = self.encode(pixels).float().cpu()
         return [DenseFeatures(m, g, self.patch_size) for m, g in zip(maps, geoms)]
 
     def __call__(self, inputs: Any, batch_size: int = 1) -> List[DenseFeatures]:

@@ -23,11 +23,14 @@ import torch
 from granvit_mm.core.box_text import format_box, parse_box
 from granvit_mm.core.geometry import SquareGeometry
 from granvit_mm.core.prompts import bbox2caption_question, caption2bbox_question, global_caption_question
-from .chat_model import VisionChatModel, build_chat_model
+
+from .chat_model import VisionChatModel, build_chat_model, is_hf_llava_dir
 from .checkpoint import resolve_checkpoint
-from .dense_features import DenseFeatureExtractor, DenseFeatures, pixels_batch
+from .config_utils import load_config
+from .dense_features import DenseFeatureExtractor, DenseFeatures
 from .errors import InferenceInputError
 from .inputs import DEFAULT_MAX_PIXELS, as_list, check_boxes, check_phrase, load_image
+from .preprocessing import PipelinePreprocessor
 
 __all__ = ['GranViTInferencer']
 
@@ -48,29 +51,36 @@ class GranViTInferencer:
     """Region captions, global captions and grounding from a GranViT MLLM checkpoint.
 
     Args:
-        config: the training config (file, dict or Config).
+        config: the training config (file, dict or Config): stage 1 (MMEngine) or stage 2+ (XTuner); or a
+            transformers LLaVA directory (``xtuner_to_hf_llava.py`` output; then ``checkpoint`` may be None).
         checkpoint: a .pth file or a work dir (its best, else latest checkpoint).
         device: torch device ('cpu', 'cuda', 'cuda:1', ...).
-        llm_path: overrides the config's ``model.head.llm_path`` (the frozen LLM of stage 1).
-        stage: 'auto' (from ``model.type``), 'stage1', or a stage registered with
-            :func:`granvit_mm.apis.register_chat_model_loader` (stage 2 plugs in there).
+        llm_path: overrides the config's LLM path (stage 1: the frozen ``model.head.llm_path``; stage 2: the
+            LLM the checkpoint's weights are loaded into).
+        stage: 'auto' (a LLaVA directory, else from ``model.type``), 'stage1', 'stage2', 'hf_llava', or a
+            stage registered with :func:`granvit_mm.apis.register_chat_model_loader`.
         max_pixels: images with more pixels are refused (checked on the file header).
         max_new_tokens: generation length; default the model's.
         **loader_kwargs: passed to the stage's loader (e.g. ``input_size``, ``box_style``).
     """
 
-    def __init__(self, config, checkpoint: str, device: Union[str, torch.device] = 'cpu',
+    def __init__(self, config, checkpoint: Optional[str] = None, device: Union[str, torch.device] = 'cpu',
                  llm_path: Optional[str] = None, stage: str = 'auto',
                  max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, max_new_tokens: Optional[int] = None,
                  **loader_kwargs):
         self.device = torch.device(device)
-        self.checkpoint = resolve_checkpoint(checkpoint)
+        hf_dir = next((p for p in (config, checkpoint) if is_hf_llava_dir(p)), None)
+        exported = hf_dir and stage in ('auto', 'hf_llava')
+        self.checkpoint = hf_dir if exported else resolve_checkpoint(checkpoint)
         self.model: VisionChatModel = build_chat_model(config, self.checkpoint, stage, device=self.device,
                                                        llm_path=llm_path, **loader_kwargs)
+        # the model's own pre-processing, else the config's test pipeline at the model's input size
+        self.preprocessor = getattr(self.model, 'preprocessor', None) or PipelinePreprocessor.from_config(
+            load_config(config), default_size=self.model.input_size)
         self.max_pixels = max_pixels
         self.max_new_tokens = max_new_tokens
-        self.feature_extractor = DenseFeatureExtractor.from_backbone(self.model.backbone, self.model.input_size,
-                                                                     self.device, max_pixels)
+        self.feature_extractor = DenseFeatureExtractor.from_model(self.model, self.preprocessor, self.device,
+                                                                  max_pixels)
 
     # ------------------------------------------------------------------------------------------- public
     def __call__(self, inputs: Any, boxes: Any = None, phrases: Any = None, global_caption: bool = False,
@@ -91,7 +101,8 @@ class GranViTInferencer:
         per_boxes = self._per_image(boxes, len(images), single, 'boxes')
         per_phrases = self._per_image([phrases] * len(images) if isinstance(phrases, str) and not single
                                       else phrases, len(images), single, 'phrases')
-        requests = [self._prepare(img, b, p, global_caption) for img, b, p in zip(images, per_boxes, per_phrases)]
+        requests = [self._prepare(img, b, p, global_caption)
+                    for img, b, p in zip(images, per_boxes, per_phrases)]
         results: List[dict] = []
         step = max(1, int(batch_size))
         for i in range(0, len(requests), step):
@@ -134,7 +145,7 @@ class GranViTInferencer:
     def _prepare(self, image: Any, boxes: Any, phrases: Any, global_caption: bool) -> _Request:
         arr = load_image(image, self.max_pixels)
         h, w = arr.shape[:2]
-        req = _Request(arr, SquareGeometry(h, w, self.model.input_size),
+        req = _Request(arr, SquareGeometry(h, w, self.preprocessor.size),
                        str(image) if isinstance(image, str) else None, global_caption=bool(global_caption))
         if boxes is not None and np.size(boxes) > 0:
             req.boxes = check_boxes(boxes, w, h)
@@ -143,14 +154,18 @@ class GranViTInferencer:
         if not len(req.boxes) and not req.phrases and not req.global_caption:
             raise InferenceInputError('nothing to ask: give boxes, phrases or global_caption=True')
         style = self.model.box_style
-        req.questions = [bbox2caption_question(b, style) for b in req.geometry.to_normalized(req.boxes).tolist()]
+        req.questions = [bbox2caption_question(b, style)
+                         for b in req.geometry.to_normalized(req.boxes).tolist()]
         req.questions += [caption2bbox_question(p) for p in req.phrases]
         if req.global_caption:
             req.questions.append(global_caption_question())
         return req
 
     def _forward(self, requests: Sequence[_Request]) -> List[dict]:
-        pixels, _ = pixels_batch([r.image for r in requests], self.model.input_size, self.device)
+        pixels, geoms = self.preprocessor([r.image for r in requests], self.device)
+        if [g for g in geoms] != [r.geometry for r in requests]:  # the pipeline moved the pixels differently
+            raise RuntimeError(f'the pre-processing geometry {geoms} differs from the one the boxes used '
+                               f'{[r.geometry for r in requests]}')
         budget = self.max_new_tokens
         if budget is None and any(r.phrases for r in requests):  # a whole box text must fit
             budget = self.model.max_new_tokens_for(format_box([0.888] * 4, self.model.box_style))
@@ -175,7 +190,8 @@ class GranViTInferencer:
 
     def answer_to_box(self, answer: str, geometry: SquareGeometry) -> Optional[List[float]]:
         """A Caption2Bbox answer -> xyxy in the image's own pixels (pad/resize undone, clipped to the image),
-        or None when the text holds no box of the model's style, or the box is inverted or lies in the padding."""
+        or None when the text holds no box of the model's style, or the box is inverted or lies in the
+        padding."""
         box01 = parse_box(answer, self.model.box_style)
         if box01 is None:
             return None

@@ -37,8 +37,8 @@ def _load_file(path: str, max_pixels: Optional[int]) -> np.ndarray:
         with Image.open(path) as probe:  # header only: the size is known before any pixel is decoded
             size = probe.size
     except Image.DecompressionBombError:
-        raise InferenceInputError(f'{path!r} has more pixels than Pillow will decode (over the pixel limit)') \
-            from None
+        raise InferenceInputError(
+            f'{path!r} has more pixels than Pillow will decode (over the pixel limit)') from None
     except Exception as e:  # Pillow raises many types for non-images
         raise InferenceInputError(f'{path!r} is not an image Pillow can read ({type(e).__name__})') from None
     _check_pixels(size[0], size[1], max_pixels, f'image {path!r}')
@@ -103,12 +103,14 @@ def check_phrase(phrase: Any) -> str:
     if not text:
         raise InferenceInputError('the phrase to ground is empty')
     if len(text) > MAX_PHRASE_CHARS:
-        raise InferenceInputError(f'the phrase has {len(text)} characters, over the limit of {MAX_PHRASE_CHARS}')
+        raise InferenceInputError(
+            f'the phrase has {len(text)} characters, over the limit of {MAX_PHRASE_CHARS}')
     return text
 
 
 def parse_box_text(text: str) -> List[float]:
-    """'x1, y1, x2, y2' (commas and/or spaces, optional brackets) -> 4 floats, for the CLI and the web demo."""
+    """'x1, y1, x2, y2' (commas and/or spaces, optional brackets) -> 4 floats, for the CLI and the web
+    demo."""
     cleaned = str(text).strip().strip('[]()').replace(',', ' ').split()
     try:
         vals = [float(v) for v in cleaned]

@@ -2,10 +2,10 @@
 
 Every action returns ``(outputs..., status)``; a bad input never raises: its :class:`InferenceInputError`
 message becomes the status line, and an unexpected error is logged with its traceback and shown as one line,
-so the server keeps serving. Inference is serialised by a lock (one model, many browser sessions).
+so the server keeps serving. Not thread-safe by itself: the Gradio app runs every model action in one
+concurrency group of size 1 (``app.MODEL_QUEUE``), its one serialisation.
 """
 import logging
-import threading
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from granvit_mm.apis import (GranViTInferencer, InferenceInputError, check_boxes, draw_result, feature_view,
                              parse_box_text, side_by_side)
+from granvit_mm.apis.batch_inference import thumbnail
 
 logger = logging.getLogger('granvit.webui')
 
@@ -55,7 +56,6 @@ class DemoBackend:
         self.compare = compare
         self.label = label
         self.view_size = view_size
-        self.lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ actions
     @readable
@@ -71,23 +71,20 @@ class DemoBackend:
         """-> ((drawn image, answer text), status)."""
         image = self._need(image)
         box = parse_box_text(box_text or '')
-        with self.lock:
-            result = self.inferencer(image, boxes=[box])[0]
+        result = self.inferencer(image, boxes=[box])[0]
         region = result['regions'][0]
         return (draw_result(image, result), f'{_fmt(region["bbox"])}: {region["caption"]}'), OK
 
     @readable
     def global_caption(self, image: Optional[np.ndarray]) -> Tuple[Optional[str], str]:
         image = self._need(image)
-        with self.lock:
-            return self.inferencer(image, global_caption=True)[0]['caption'], OK
+        return self.inferencer(image, global_caption=True)[0]['caption'], OK
 
     @readable
     def ground(self, image: Optional[np.ndarray], phrase: str) -> Tuple[Optional[tuple], str]:
         """-> ((drawn image, answer text), status); an answer without a usable box says so."""
         image = self._need(image)
-        with self.lock:
-            result = self.inferencer(image, phrases=[phrase if phrase is not None else ''])[0]
+        result = self.inferencer(image, phrases=[phrase if phrase is not None else ''])[0]
         g = result['grounding'][0]
         if g['bbox'] is None:
             return (image, f'"{g["phrase"]}": no box in the answer {g["answer"]!r}'), OK
@@ -97,14 +94,13 @@ class DemoBackend:
     def features(self, image: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], str]:
         """Image | PCA of the model's dense features (| the comparison model's)."""
         image = self._need(image)
-        panels, labels = [_thumb(image, self.view_size)], ['image']
-        with self.lock:
-            feats = self.inferencer.feature_extractor.features([image])
-            panels += feature_view(feats, self.view_size)
-            labels.append(self.label)
-            if self.compare is not None:
-                panels += feature_view(self.compare[1].features([image]), self.view_size)
-                labels.append(self.compare[0])
+        panels, labels = [thumbnail(image, self.view_size)], ['image']
+        feats = self.inferencer.feature_extractor.features([image])
+        panels += feature_view(feats, self.view_size)
+        labels.append(self.label)
+        if self.compare is not None:
+            panels += feature_view(self.compare[1].features([image]), self.view_size)
+            labels.append(self.compare[0])
         return side_by_side(panels, labels), OK
 
     @readable
@@ -116,7 +112,8 @@ class DemoBackend:
         image = self._need(image)
         x, y = float(xy[0]), float(xy[1])
         if corner is None:
-            return (_mark(image, (x, y)), (x, y), None), f'Corner at ({x:g}, {y:g}); click the opposite corner.'
+            return ((_mark(image, (x, y)), (x, y), None),
+                    f'Corner at ({x:g}, {y:g}); click the opposite corner.')
         box = [min(corner[0], x), min(corner[1], y), max(corner[0], x), max(corner[1], y)]
         check_boxes(box, image.shape[1], image.shape[0])
         preview = draw_result(image, dict(regions=[dict(bbox=box, caption='box')]))
@@ -131,12 +128,6 @@ class DemoBackend:
 
 def _fmt(box: List[float]) -> str:
     return '[' + ', '.join(f'{v:g}' for v in box) + ']'
-
-
-def _thumb(image: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    s = max_side / max(h, w)
-    return np.asarray(Image.fromarray(image).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC))
 
 
 def _mark(image: np.ndarray, xy: Tuple[float, float]) -> np.ndarray:

@@ -15,7 +15,8 @@ DEFAULT_DEMO_PIXELS = 16_000_000
 
 
 def prepare_environment(out_dir: str) -> str:
-    """Point Gradio's cache at ``out_dir/gradio`` and switch its telemetry off; call before importing gradio."""
+    """Point Gradio's cache at ``out_dir/gradio`` and switch its telemetry off; call before importing
+    gradio."""
     cache = osp.abspath(osp.join(out_dir, 'gradio'))
     os.makedirs(cache, exist_ok=True)
     os.environ['GRADIO_TEMP_DIR'] = cache
@@ -28,7 +29,7 @@ def launch_demo(demo, host: str = DEFAULT_HOST, port: Optional[int] = None, shar
                 max_file_size: str = DEFAULT_MAX_FILE_SIZE, block: bool = True, quiet: bool = False):
     """``demo.launch`` with the safe settings; ``block=False`` returns at once (tests)."""
     from .app import CSS, theme
-    demo.queue(default_concurrency_limit=1, max_size=32)
+    demo.queue(max_size=32)  # the model's events serialise themselves (app.MODEL_QUEUE)
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=max_file_size,
                        allowed_paths=[], show_error=False, ssr_mode=False, mcp_server=False,
                        prevent_thread_lock=not block, quiet=quiet, inbrowser=False, theme=theme(), css=CSS,

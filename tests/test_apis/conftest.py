@@ -1,5 +1,4 @@
 import pytest
-
 from stage1_assets import make_stage1_checkpoint
 
 
@@ -12,3 +11,9 @@ def stage1(tmp_path_factory):
 def inferencer(stage1):
     from granvit_mm.apis import GranViTInferencer
     return GranViTInferencer(stage1['config'], stage1['checkpoint'], llm_path=stage1['llm_path'])
+
+
+@pytest.fixture(scope='session')
+def stage2(tmp_path_factory, stage1):
+    from stage2_chat_assets import make_stage2_assets
+    return make_stage2_assets(str(tmp_path_factory.mktemp('stage2')), llm=stage1['llm_path'])

@@ -26,10 +26,10 @@ class FakeChatModel:
         return 99
 
 
-def fake_inferencer(monkeypatch, tmp_path, answers=None, **kwargs):
+def fake_inferencer(monkeypatch, tmp_path, answers=None, config=None, **kwargs):
     from granvit_mm.apis import CHAT_MODEL_LOADERS, GranViTInferencer
     fake = FakeChatModel(answers)
     monkeypatch.setitem(CHAT_MODEL_LOADERS, 'fake', lambda cfg, ckpt, **kw: fake)
     ckpt = tmp_path / 'fake.pth'
     torch.save({}, ckpt)
-    return GranViTInferencer(dict(model=dict(type='Fake')), str(ckpt), stage='fake', **kwargs), fake
+    return GranViTInferencer(config or dict(model=dict(type='Fake')), str(ckpt), stage='fake', **kwargs), fake

@@ -14,13 +14,19 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'granvit_pretrain_tiny.py')
 
 
+def make_answering_llm(out_dir: str) -> str:
+    """A tiny Qwen2 pretrained on chat texts of the three tasks: it answers in their formats (a box text for
+    Caption2Bbox), as a real pretrained LLM would."""
+    from granvit_mm.toy.tiny_llm import region_chat_corpus, save_tiny_llm, toy_records
+    return save_tiny_llm(out_dir, region_chat_corpus(toy_records(64)), vocab_size=400, pretrain_steps=300,
+                         pretrain_kwargs=dict(batch_size=8, seq_len=96, log_every=1000))
+
+
 def make_stage1_checkpoint(base_dir: str, seed: int = 0) -> dict:
     from mmengine.config import Config
 
     from granvit_mm.registry import MODELS
-    from granvit_mm.toy.tiny_llm import region_chat_corpus, save_tiny_llm, toy_records
-    llm = save_tiny_llm(osp.join(base_dir, 'tiny_llm'), region_chat_corpus(toy_records(64)), vocab_size=400,
-                        pretrain_steps=300, pretrain_kwargs=dict(batch_size=8, seq_len=96, log_every=1000))
+    llm = make_answering_llm(osp.join(base_dir, 'tiny_llm'))
     cfg = Config.fromfile(CONFIG)
     cfg.model.head.llm_path = llm
     cfg.model.backbone.init_cfg = None  # random weights instead of the tiny SigLIP of `make tiny-siglip`
