@@ -12,13 +12,12 @@ region per referring expression, so they are scored the same way (Caption2Bbox =
                                                      data_root='data/gran_synth/',
                                                      data_prefix=dict(img_path='images/')))
 """
-import os.path as osp
-import pickle
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config
 
+from granvit_mm.core.checkpoint_reader import read_checkpoint
 from granvit_mm.evaluation.metrics import GroundingMetric, RegionCaptionMetric
 from .gran_llava_dataset import GranLLaVADataset
 
@@ -106,29 +105,10 @@ def evaluate_stage2(model, tokenizer, dataset: Union[GranLLaVADataset, dict], te
 def load_stage2_state_dict(path: str, trust: bool = False) -> Dict[str, torch.Tensor]:
     """The weights of an ``xtuner train`` checkpoint: a ``.pth`` file or a DeepSpeed checkpoint directory.
 
-    Files load with ``torch.load(weights_only=True)``; anything else (MMEngine's pickled log buffers,
-    DeepSpeed directories, which XTuner reads with ``weights_only=False``) needs ``trust=True``, because
-    unpickling an untrusted file can run code.
+    Read by :func:`~granvit_mm.core.checkpoint_reader.read_checkpoint`: weights-only, unless ``trust``
+    (MMEngine's pickled log buffers without ``WeightsOnlyCheckpointHook``, DeepSpeed directories).
     """
-    if osp.isdir(path):
-        if not trust:
-            raise RuntimeError(f'{path} is a DeepSpeed checkpoint directory; XTuner reads it with pickle '
-                               '(weights_only=False). Pass trust=True / --trust-checkpoint if you trust it.')
-        from xtuner.model.utils import guess_load_checkpoint
-        return guess_load_checkpoint(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not trust:
-            raise RuntimeError(
-                f'{path} does not load with weights_only=True ({str(err).splitlines()[0]}). MMEngine pickles '
-                'its log buffers into checkpoints unless the run used granvit_mm.engine.hooks.'
-                'WeightsOnlyCheckpointHook: convert it safely with tools/model_converters/'
-                'mmengine_to_safe_checkpoint.py, or pass trust=True / --trust-checkpoint if you trust the '
-                'file.') from None
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    ckpt = read_checkpoint(path, trusted=trust)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     if not isinstance(state, dict):
         raise TypeError(f'{path} holds a {type(state).__name__}, not a state dict')

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+from granvit_mm.core.checkpoint_reader import read_checkpoint
 from granvit_mm.engine.hooks.weights_only_checkpoint import to_weights_only
 
 
@@ -60,7 +61,7 @@ def convert(src: str, dst: str, trust: bool = False) -> dict:
     if trust:
         print(f'[granvit] --trust: {src} is unpickled in full (it could run code); only for files you trust',
               file=sys.stderr)
-        ckpt = torch.load(src, map_location='cpu', weights_only=False)
+        ckpt = read_checkpoint(src, trusted=True)
     else:
         try:
             ckpt = load_untrusted(src)

@@ -11,6 +11,7 @@ from typing import Dict, List, Mapping, Optional, Union
 import torch
 
 from granvit_mm.core.checkpoint_layout import STAGE1_VIT_PREFIXES, split_checkpoint, strip_prefix
+from granvit_mm.core.checkpoint_reader import read_checkpoint
 
 # Where a GranViT lives inside the checkpoints this project writes: prefix -> what it is.
 KNOWN_PREFIXES = {
@@ -31,11 +32,7 @@ def pretrained_cfg(init_cfg: Optional[Union[dict, list]]) -> Optional[dict]:
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The tensors of a local checkpoint, memory-mapped when possible; safe loading stays on."""
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-    except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    return split_checkpoint(ckpt)[0]
+    return split_checkpoint(read_checkpoint(path, mmap=True))[0]
 
 
 def _prefix_hint(keys: List[str], path: str) -> str:
