@@ -1,8 +1,8 @@
 """The visual tokens: the one tensor the projector reads, in stage 1, stage 2 and every export.
 
-Definition (ours, GRANVIT.md leaves it open): the output of one transformer block -- by default the last --
-**before** the final LayerNorm, with **every** patch token kept (GranViT has no CLS token), on the image
-pre-processed by :func:`granvit_mm.core.image_input.to_model_input`.
+Definition (ours, the paper leaves it open; docs/method.md): the output of one transformer block -- by default
+the last -- **before** the final LayerNorm, with **every** patch token kept (GranViT has no CLS token), on the
+image pre-processed by :func:`granvit_mm.core.image_input.to_model_input`.
 
 ``layer`` counts like Hugging Face's ``hidden_states`` tuple, so every framework states it with the same number:
 

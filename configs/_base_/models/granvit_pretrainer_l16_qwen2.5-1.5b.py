@@ -1,4 +1,4 @@
-# Paper stage-1 model: SigLIP2 L/16 at 512 px (converted to GranViT) + frozen Qwen2.5-1.5B (GRANVIT.md).
+# Paper stage-1 model: SigLIP2 L/16 at 512 px (converted to GranViT) + frozen Qwen2.5-1.5B (docs/method.md).
 # Paths are set in the top-level config (`vit_checkpoint`, `llm_path`); missing ones stop the model build with
 # instructions.
 model = dict(

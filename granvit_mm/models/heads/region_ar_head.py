@@ -1,7 +1,7 @@
 """Region-autoregressive head: a frozen causal LM reads the visual tokens and the region questions.
 
 The ViT learns region perception only through this head's loss (next-token cross-entropy on the answers),
-with the LLM frozen (GRANVIT.md, stage 1). All turns of one image share one forward of the image tokens
+with the LLM frozen (docs/method.md, stage 1). All turns of one image share one forward of the image tokens
 (:mod:`granvit_mm.models.utils.packing`).
 """
 from typing import Dict, List, Optional, Sequence

@@ -1,4 +1,4 @@
-"""Region self-distillation (GRANVIT.md): MSE(teacher(crop), RoIAlign(student(image), box)).
+"""Region self-distillation (docs/method.md): MSE(teacher(crop), RoIAlign(student(image), box)).
 
 The loss owns its geometry and its weight, so it can be tested against a known answer and the algorithm
 only hands it the images, the student's dense map, the boxes and the teacher:
