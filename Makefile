@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The tiny training run uses both cores (about 0.27 s an iteration measured with 2 threads).
 DEMO_THREADS ?= 2
 
-.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain
+.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain lint
 
 setup:
 	bash tools/setup_env.sh
@@ -49,6 +49,12 @@ web-demo: demo-deps
 
 test: setup
 	$(PY) -m pytest tests -q
+
+# flake8 and isort as setup.cfg configures them (requirements/lint.txt); .ci/run runs this before the tests.
+LINT_PATHS := granvit_mm granvit configs projects tools tests setup.py
+lint: setup
+	$(PY) -m flake8 $(LINT_PATHS)
+	$(PY) -m isort --check-only --diff $(LINT_PATHS)
 
 clean:
 	rm -rf work_dirs data/gran_synth data/tiny_siglip data/tiny_llm

@@ -5,8 +5,8 @@
 ``load_from``, ``--resume`` and ``Pretrained`` inits read through it too. It is weights-only (torch's safe
 unpickler) unless the caller passes ``trusted=True`` (``--trust-checkpoint`` on the command line), the one
 opt-in for full unpickling, which can run code a crafted file carries. A file that needs more than tensors
-raises :class:`UnsafeCheckpointError`, which says what to run. Our own checkpoints (``WeightsOnlyCheckpointHook``,
-the converters) always load safely.
+raises :class:`UnsafeCheckpointError`, which says what to run. Our own checkpoints
+(``WeightsOnlyCheckpointHook``, the converters) always load safely.
 
 :func:`find_checkpoint` is the only work-dir resolver (``tools/train.py --resume``, the inference API, the
 fault report) and :func:`checkpoint_iteration` the only iteration-number parser.
@@ -34,8 +34,8 @@ class UnsafeCheckpointError(RuntimeError, ValueError):
 def _unsafe_message(path: str, err: Exception) -> str:
     return (f'{path}: torch refuses to load safely (weights_only=True): {str(err).splitlines()[0]}. '
             f'A plain MMEngine checkpoint converts once into one that loads safely: python {SAFE_CONVERTER} '
-            f'{path} SAFE.pth. Only for a file whose origin you trust: pass trusted=True (--trust-checkpoint on '
-            'the command line), which unpickles it in full and can run code in it.')
+            f'{path} SAFE.pth. Only for a file whose origin you trust: pass trusted=True (--trust-checkpoint '
+            'on the command line), which unpickles it in full and can run code in it.')
 
 
 def read_checkpoint(path: str, trusted: bool = False, map_location: Any = 'cpu', mmap: bool = False) -> Any:
@@ -82,9 +82,9 @@ def _read_dir(path: str, trusted: bool) -> dict:
         return read_checkpoint(osp.join(path, 'pytorch_model.bin'), trusted)
     if not trusted:
         raise UnsafeCheckpointError(
-            f'{path} is a directory without {" / ".join(HF_WEIGHT_FILES)}: a DeepSpeed checkpoint directory, '
-            'which only full unpickling (weights_only=False) reads. Pass trusted=True (--trust-checkpoint) if you '
-            'trust it.')
+            f'{path} is a directory without {" / ".join(HF_WEIGHT_FILES)}: a DeepSpeed checkpoint '
+            'directory, which only full unpickling (weights_only=False) reads. Pass trusted=True '
+            '(--trust-checkpoint) if you trust it.')
     from xtuner.model.utils import guess_load_checkpoint
     return guess_load_checkpoint(path)
 
@@ -115,7 +115,8 @@ def is_complete_dir(path: str) -> bool:
 
 
 def checkpoint_iteration(path: str) -> int:
-    """The number a checkpoint name ends with (``iter_1000.pth`` -> 1000; ``best_x_iter_5.pth`` -> 5), or -1."""
+    """The number a checkpoint name ends with (``iter_1000.pth`` -> 1000, ``best_x_iter_5.pth`` -> 5), or
+    -1."""
     stem = osp.basename(osp.normpath(path))
     stem = stem[:-len('.pth')] if stem.endswith('.pth') else stem
     digits = len(stem) - len(stem.rstrip('0123456789'))
@@ -157,8 +158,8 @@ def find_checkpoint(work_dir: str, prefer: str = 'last', check: bool = True) -> 
         for candidate in (named, osp.join(work_dir, osp.basename(named))) if named else ():
             if _usable(candidate, check):
                 return candidate
-    found = _newest(glob.glob(osp.join(work_dir, 'iter_*.pth')) + glob.glob(osp.join(work_dir, 'epoch_*.pth')),
-                    check)
+    numbered = glob.glob(osp.join(work_dir, 'iter_*.pth')) + glob.glob(osp.join(work_dir, 'epoch_*.pth'))
+    found = _newest(numbered, check)
     if found is None and prefer == 'best':
         found = _newest(glob.glob(osp.join(work_dir, '*.pth')), check)
     return found

@@ -1,19 +1,20 @@
-"""Crash-safe checkpoint files: a write is all or nothing, and an old checkpoint goes only after a new one landed.
+"""Crash-safe checkpoint files: a write is all or nothing, and an old checkpoint goes only after a new one
+landed.
 
 MMEngine's ``LocalBackend.put`` opens the final path and writes into it, so a SIGKILL (or a full disk) while
 saving leaves a truncated ``iter_N.pth`` under the final name. ``CheckpointHook`` also deletes the checkpoint
 beyond ``max_keep_ckpts`` (and the previous best) *before* it saves the new one, so a failed save loses it.
 
-:class:`AtomicLocalBackend` fixes both without touching MMEngine: ``put`` writes a hidden temp file in the same
-folder, fsyncs it and ``os.replace``-s it onto the final name (atomic on POSIX); ``remove`` only moves a file
-aside, and the files moved aside are deleted after the next successful ``put`` or moved back when it fails.
-``WeightsOnlyCheckpointHook`` installs it on the run's ``CheckpointHook``. Under MMEngine's ``FlexibleRunner``
-the strategy writes the checkpoint with its own code (FSDP: one file from rank 0, or a folder of rank files;
-DeepSpeed: a folder every rank writes into), so the hook also wraps the strategy's ``save_checkpoint``
-(:func:`atomic_strategy_save`): it writes under a hidden temp name, waits for every rank, then rank 0 renames
-it onto the final name. ``last_checkpoint`` is written by
-MMEngine after the checkpoint, so it only ever names a complete file; :func:`latest_checkpoint` (used by
-``tools/train.py --resume``) also survives a ``last_checkpoint`` that a kill left empty.
+:class:`AtomicLocalBackend` fixes both without touching MMEngine: ``put`` writes a hidden temp file in the
+same folder, fsyncs it and ``os.replace``-s it onto the final name (atomic on POSIX); ``remove`` only moves a
+file aside, and the files moved aside are deleted after the next successful ``put`` or moved back when it
+fails. ``WeightsOnlyCheckpointHook`` installs it on the run's ``CheckpointHook``. Under MMEngine's
+``FlexibleRunner`` the strategy writes the checkpoint with its own code (FSDP: one file from rank 0, or a
+folder of rank files; DeepSpeed: a folder every rank writes into), so the hook also wraps the strategy's
+``save_checkpoint`` (:func:`atomic_strategy_save`): it writes under a hidden temp name, waits for every rank,
+then rank 0 renames it onto the final name. ``last_checkpoint`` is written by MMEngine after the checkpoint,
+so it only ever names a complete file; :func:`latest_checkpoint` (used by ``tools/train.py --resume``) also
+survives a ``last_checkpoint`` that a kill left empty.
 """
 import errno
 import functools
@@ -112,7 +113,8 @@ class AtomicLocalBackend(LocalBackend):
         for aside, _ in _PENDING.pop(folder, []):
             _delete(aside)
         # files a killed run had moved aside or half-written: never picked up, only taking space
-        for stale in glob.glob(osp.join(folder, f'.*{_REMOVED_TAG}')) + glob.glob(osp.join(folder, f'.*{_TMP_TAG}*')):
+        for stale in glob.glob(osp.join(folder, f'.*{_REMOVED_TAG}')) + \
+                glob.glob(osp.join(folder, f'.*{_TMP_TAG}*')):
             pid = stale.rsplit(_TMP_TAG, 1)[-1] if _TMP_TAG in stale else None
             if pid is None or not _alive(pid):
                 _delete(stale)
@@ -145,8 +147,8 @@ def _save_error(filepath: str, err: OSError, folder: str, restored: List[str]) -
     kept = f'The last complete checkpoint is {latest}' if latest else 'No earlier checkpoint exists'
     if restored:
         kept += f' (kept: {", ".join(osp.basename(p) for p in restored)})'
-    return (f'Could not save checkpoint {filepath}: {cause} (errno {err.errno}). Nothing was written under that '
-            f'name. {kept}. Free space (or set a different work_dir) and continue with `--resume`.')
+    return (f'Could not save checkpoint {filepath}: {cause} (errno {err.errno}). Nothing was written under '
+            f'that name. {kept}. Free space (or set a different work_dir) and continue with `--resume`.')
 
 
 def latest_checkpoint(work_dir: str) -> Optional[str]:

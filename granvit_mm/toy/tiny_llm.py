@@ -15,6 +15,7 @@ from granvit_mm.core.box_text import format_box
 from granvit_mm.core.chat_format import chat_text
 from granvit_mm.core.prompts import (bbox2caption_question, caption2bbox_answer, caption2bbox_question,
                                      global_caption_question)
+
 from .fit import fit
 
 SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']

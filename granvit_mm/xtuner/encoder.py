@@ -1,10 +1,10 @@
 """GranViT stage-1 checkpoint -> the Hugging Face pieces stage 2 and the LLaVA export are built from.
 
 A stage-1 checkpoint holds ``backbone.*`` (the student ViT), ``teacher.module.*`` (its EMA teacher),
-``projector.*`` (the 2-layer MLP) and, in ``meta['cfg']``, the config that built them. This module turns them into
-a ``SiglipVisionModel`` whose ``hidden_states[visual_layer]`` are the stage-1 visual tokens
-(:mod:`granvit_mm.core.visual_tokens`), an XTuner ``ProjectorModel`` with the stage-1 projector weights, and the
-image processor of stage 1. ``tools/model_converters/granvit_to_hf.py`` writes them to a directory.
+``projector.*`` (the 2-layer MLP) and, in ``meta['cfg']``, the config that built them. This module turns them
+into a ``SiglipVisionModel`` whose ``hidden_states[visual_layer]`` are the stage-1 visual tokens
+(:mod:`granvit_mm.core.visual_tokens`), an XTuner ``ProjectorModel`` with the stage-1 projector weights, and
+the image processor of stage 1. ``tools/model_converters/granvit_to_hf.py`` writes them to a directory.
 
 Stage 1 trains without the final LayerNorm (it is not part of the visual tokens), but ``SiglipVisionModel``
 always has a ``post_layernorm``; the export gives it the identity affine (weight 1, bias 0). It affects only

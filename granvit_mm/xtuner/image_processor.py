@@ -2,9 +2,9 @@
 
 Pad right/bottom to a square, resize, SigLIP-normalise: :func:`granvit_mm.core.image_input.to_model_input`,
 the function stage 1's pipeline, stage 2's dataset and inference all call. No stock transformers processor
-pads to a square (``SiglipImageProcessor`` stretches; XTuner's ``expand2square`` centres), so exports save this
-class beside the tower (``auto_map``), and ``AutoImageProcessor.from_pretrained(dir, trust_remote_code=True)``
-or ``GranViTImageProcessor.from_pretrained(dir)`` load it.
+pads to a square (``SiglipImageProcessor`` stretches; XTuner's ``expand2square`` centres), so exports save
+this class beside the tower (``auto_map``), and ``AutoImageProcessor.from_pretrained(dir,
+trust_remote_code=True)`` or ``GranViTImageProcessor.from_pretrained(dir)`` load it.
 """
 from typing import List, Optional
 

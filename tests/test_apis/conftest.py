@@ -1,5 +1,4 @@
 import pytest
-
 from stage1_assets import make_stage1_checkpoint
 
 

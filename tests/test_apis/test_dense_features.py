@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from repo_tools import load_tool
+from stage1_assets import wide_image
 
-from granvit_mm.apis import DenseFeatureExtractor, draw_result, feature_view, pca_components, pca_rgb, side_by_side
+from granvit_mm.apis import (DenseFeatureExtractor, draw_result, feature_view, pca_components, pca_rgb,
+                             side_by_side)
 from granvit_mm.apis.dense_features import DenseFeatures
 from granvit_mm.core.geometry import SquareGeometry
 from granvit_mm.core.image_input import to_model_input
-from stage1_assets import wide_image
-from repo_tools import load_tool
 
 
 def test_stage1_checkpoint_with_config_matches_the_inferencer(stage1, inferencer):
@@ -61,8 +62,8 @@ def test_converted_siglip2_checkpoint_needs_no_config(tmp_path):
     torch.testing.assert_close(pre_norm.featmap.flatten(1).T, hidden, atol=1e-4, rtol=1e-4)
     printed = dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64), img_size=32,
                    patch_size=8)  # the kwargs the converter prints work too
-    torch.testing.assert_close(DenseFeatureExtractor(str(tmp_path / 'siglip.pth'), backbone=printed)(img)[0].featmap,
-                               feats[0].featmap)
+    extractor = DenseFeatureExtractor(str(tmp_path / 'siglip.pth'), backbone=printed)
+    torch.testing.assert_close(extractor(img)[0].featmap, feats[0].featmap)
 
 
 def _planted(rows=4, cols=6, channels=16, seed=0):

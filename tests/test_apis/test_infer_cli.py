@@ -1,12 +1,12 @@
-"""tools/infer.py: a folder, a Gran JSONL and one image in; JSONL results, drawn PNGs and feature views out."""
+"""tools/infer.py: a folder, a Gran JSONL and one image in; JSONL results, drawn PNGs and feature views
+out."""
 import json
 import os.path as osp
 
 import pytest
 from PIL import Image
-
-from stage1_assets import wide_image
 from repo_tools import load_tool
+from stage1_assets import wide_image
 
 
 @pytest.fixture(scope='module')
@@ -28,9 +28,9 @@ def _lines(path):
 
 
 def test_caption_a_gran_jsonl(cli, stage1, gran_synth, tmp_path, capsys):
-    rc = cli.main(['caption', stage1['config'], stage1['checkpoint'], str(gran_synth / 'annotations' / 'val.jsonl'),
-                   '--llm-path', stage1['llm_path'], '--global-caption', '--batch-size', '2',
-                   '--out-dir', str(tmp_path)])
+    rc = cli.main(['caption', stage1['config'], stage1['checkpoint'],
+                   str(gran_synth / 'annotations' / 'val.jsonl'), '--llm-path', stage1['llm_path'],
+                   '--global-caption', '--batch-size', '2', '--out-dir', str(tmp_path)])
     assert rc == 0
     lines = _lines(tmp_path / 'results.jsonl')
     records = _lines(gran_synth / 'annotations' / 'val.jsonl')
@@ -54,7 +54,8 @@ def test_ground_a_folder_with_a_bad_file(cli, stage1, tmp_path, capsys):
     (folder / 'c.png').write_text('not an image')
     out = tmp_path / 'out'
     rc = cli.main(['ground', stage1['config'], stage1['checkpoint'], str(folder), '--phrases', 'a red circle',
-                   'a blue star', '--llm-path', stage1['llm_path'], '--out-dir', str(out), '--batch-size', '3'])
+                   'a blue star', '--llm-path', stage1['llm_path'], '--out-dir', str(out),
+                   '--batch-size', '3'])
     assert rc == 1  # one image failed, the others were done
     lines = _lines(out / 'results.jsonl')
     assert [osp.basename(line['image']) for line in lines] == ['a.png', 'b.jpg', 'c.png']
@@ -72,7 +73,8 @@ def test_features_side_by_side(cli, stage1, tmp_path):
     Image.fromarray(wide_image(200, 100)).save(img)
     rc = cli.main(['features', stage1['checkpoint'], str(img), '--config', stage1['config'], '--compare',
                    stage1['checkpoint'], '--compare-config', stage1['config'], '--label', 'student',
-                   '--compare-label', 'again', '--view-size', '100', '--save-npy', '--out-dir', str(tmp_path)])
+                   '--compare-label', 'again', '--view-size', '100', '--save-npy',
+                   '--out-dir', str(tmp_path)])
     assert rc == 0
     line = _lines(tmp_path / 'results.jsonl')[0]
     assert line['student'] == dict(shape=[64, 8, 8], image_grid=[4, 8])
@@ -86,11 +88,12 @@ def test_nothing_to_ask_and_missing_input(cli, stage1, tmp_path):
     img = tmp_path / 'a.png'
     Image.fromarray(wide_image(20, 20)).save(img)
     with pytest.raises(SystemExit, match='nothing to ask'):
-        cli.main(['caption', stage1['config'], stage1['checkpoint'], str(img), '--llm-path', stage1['llm_path'],
-                  '--out-dir', str(tmp_path)])
+        cli.main(['caption', stage1['config'], stage1['checkpoint'], str(img),
+                  '--llm-path', stage1['llm_path'], '--out-dir', str(tmp_path)])
     with pytest.raises(SystemExit, match='input not found'):
         cli.main(['caption', stage1['config'], stage1['checkpoint'], str(tmp_path / 'none.png')])
     rc = cli.main(['caption', stage1['config'], stage1['checkpoint'], str(img), '--boxes', '0,0,30,10',
                    '--llm-path', stage1['llm_path'], '--out-dir', str(tmp_path / 'o')])
     assert rc == 1
-    assert 'box 0 [0, 0, 30, 10] is outside the 20x20 image' in _lines(tmp_path / 'o' / 'results.jsonl')[0]['error']
+    error = _lines(tmp_path / 'o' / 'results.jsonl')[0]['error']
+    assert 'box 0 [0, 0, 30, 10] is outside the 20x20 image' in error

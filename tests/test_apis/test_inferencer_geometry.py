@@ -6,10 +6,10 @@ test the pad-to-square geometry, the paper prompts and the box parsing end to en
 import numpy as np
 import pytest
 import torch
-
 from fake_chat_model import fake_inferencer
-from granvit_mm.core.image_input import to_model_input
 from stage1_assets import wide_image
+
+from granvit_mm.core.image_input import to_model_input
 
 B2C = ('Describe the content contained within the normalized bounding box coordinates {} in no more than '
        '10 words.')
@@ -58,7 +58,8 @@ def test_results_per_image_and_answers_in_order(monkeypatch, tmp_path):
     q1 = B2C.format('[0.250, 0.100, 0.750, 0.400]')
     infer, fake = fake_inferencer(monkeypatch, tmp_path, {q1: 'a box', GLOBAL: 'a picture'})
     out = infer(wide_image(200, 100), boxes=[50, 20, 150, 80], global_caption=True)
-    assert out == [dict(width=200, height=100, regions=[dict(bbox=[50.0, 20.0, 150.0, 80.0], caption='a box')],
+    assert out == [dict(width=200, height=100,
+                        regions=[dict(bbox=[50.0, 20.0, 150.0, 80.0], caption='a box')],
                         caption='a picture')]
     assert infer.caption_regions(wide_image(200, 100), [[50, 20, 150, 80]]) == ['a box']
     assert infer.caption_image(wide_image(200, 100)) == 'a picture'

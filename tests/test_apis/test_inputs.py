@@ -1,11 +1,11 @@
 """Bad input gets InferenceInputError naming what is wrong, before the model runs."""
 import numpy as np
 import pytest
-from PIL import Image
-
 from fake_chat_model import fake_inferencer
-from granvit_mm.apis import InferenceInputError, check_boxes, check_phrase, load_image, parse_box_text
+from PIL import Image
 from stage1_assets import wide_image
+
+from granvit_mm.apis import InferenceInputError, check_boxes, check_phrase, load_image, parse_box_text
 
 
 def test_load_image_accepts_path_pil_and_array(tmp_path):

@@ -4,13 +4,13 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from stage1_assets import synth_images, wide_image
 
 from granvit_mm.apis import (CHAT_MODEL_LOADERS, GranViTInferencer, InferenceInputError, find_checkpoint,
                              register_chat_model_loader)
 from granvit_mm.core.box_text import parse_box
 from granvit_mm.core.image_input import to_model_input
 from granvit_mm.core.paths import MissingPathError
-from stage1_assets import synth_images, wide_image
 
 
 def test_answers_every_question(inferencer):

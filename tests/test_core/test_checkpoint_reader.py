@@ -21,8 +21,8 @@ def test_weights_only_by_default_and_the_error_says_what_to_run(tmp_path):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': {'x': _Evil(str(marker))}}, path)
-    with pytest.raises(UnsafeCheckpointError, match=r'(?s)mmengine_to_safe_checkpoint\.py .*evil\.pth SAFE\.pth'
-                       r'.*--trust-checkpoint') as err:
+    advice = r'(?s)mmengine_to_safe_checkpoint\.py .*evil\.pth SAFE\.pth.*--trust-checkpoint'
+    with pytest.raises(UnsafeCheckpointError, match=advice) as err:
         read_checkpoint(str(path))
     assert isinstance(err.value, RuntimeError) and isinstance(err.value, ValueError)
     assert not marker.exists()

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-gradio = pytest.importorskip('gradio', reason='the web demo needs gradio: pip install -r requirements/demo.txt')
-pytest.importorskip('selenium', reason='the browser test needs selenium: pip install -r requirements/demo.txt')
+gradio = pytest.importorskip('gradio',
+                             reason='the web demo needs gradio: pip install -r requirements/demo.txt')
+pytest.importorskip('selenium',
+                    reason='the browser test needs selenium: pip install -r requirements/demo.txt')
 
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import TimeoutException  # noqa: E402
@@ -81,7 +83,8 @@ def files(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------------- helpers
 def value(driver, elem_id):
-    return driver.find_element(By.CSS_SELECTOR, f'#{elem_id} textarea, #{elem_id} input').get_attribute('value')
+    field = driver.find_element(By.CSS_SELECTOR, f'#{elem_id} textarea, #{elem_id} input')
+    return field.get_attribute('value')
 
 
 def wait_value(driver, elem_id, predicate, what):
@@ -187,7 +190,8 @@ def test_demo_in_a_browser(server, browser, files):
     wait_value(browser, 'status', lambda v: v == 'Error: the phrase to ground is empty', 'empty phrase')
     type_into(browser, 'box', '0, 0, 500, 50')
     click(browser, 'caption-btn')
-    wait_value(browser, 'status', lambda v: v.startswith('Error: box 0 [0, 0, 500, 50] is outside the 128x104'),
+    wait_value(browser, 'status',
+               lambda v: v.startswith('Error: box 0 [0, 0, 500, 50] is outside the 128x104'),
                'box outside the image')
     upload(browser, files['text'])
     wait_value(browser, 'status', lambda v: 'is not an image Pillow can read' in v, 'text file as image')
@@ -200,7 +204,8 @@ def test_demo_in_a_browser(server, browser, files):
     assert value(browser, 'status') == 'Done.'
     # the page loaded nothing from anywhere but this server (no fonts, scripts or analytics from outside)
     hosts = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-    assert hosts and all(h.startswith(server['url'][:-1]) or h.startswith(('data:', 'blob:')) for h in hosts), \
+    local = [h.startswith(server['url'][:-1]) or h.startswith(('data:', 'blob:')) for h in hosts]
+    assert hosts and all(local), \
         [h for h in hosts if not h.startswith(server['url'][:-1])]
 
 

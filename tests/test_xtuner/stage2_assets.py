@@ -69,4 +69,5 @@ def sample_images(n: int = 3, seed: int = 0):
 
 
 def env():
-    return dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
+    return dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT, HF_HUB_OFFLINE='1',
+                TRANSFORMERS_OFFLINE='1')

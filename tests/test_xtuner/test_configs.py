@@ -1,5 +1,5 @@
-"""Every stage-2 config builds its model -- the real classes and loading paths -- from tiny stand-ins of the same
-architectures (Qwen2 / Llama LLM, SigLIP tower), trains a step, and states the paper's recipe."""
+"""Every stage-2 config builds its model -- the real classes and loading paths -- from tiny stand-ins of the
+same architectures (Qwen2 / Llama LLM, SigLIP tower), trains a step, and states the paper's recipe."""
 import glob
 import os.path as osp
 

@@ -5,6 +5,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from granvit_mm.registry import TRANSFORMS
+
 from ..region_tasks import check_task_mix, pick_distill_regions, sample_task_specs
 
 STAGE1_TASKS = dict(global_caption=1, bbox2caption=4)

@@ -22,6 +22,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import HistoryBuffer
 
 from granvit_mm.registry import HOOKS
+
 from ..checkpoint_io import ATOMIC_BACKEND, AtomicLocalBackend, install_atomic_strategy_save
 
 _BUFFER_TAG = '__granvit_history_buffer__'

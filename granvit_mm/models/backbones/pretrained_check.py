@@ -60,18 +60,20 @@ def check_pretrained_fits(model_state: Mapping[str, torch.Tensor], ckpt_state: M
                                           + _prefix_hint(keys, path))
     missing = [k for k in model_state if k not in ckpt_state]
     if len(missing) == len(model_state):
-        raise PretrainedMismatchError(f'none of the GranViT weights is in {path}. ' + _prefix_hint(keys, path))
+        raise PretrainedMismatchError(f'none of the GranViT weights is in {path}. '
+                                      + _prefix_hint(keys, path))
     shapes = [f'{k}: checkpoint {tuple(ckpt_state[k].shape)} vs model {tuple(v.shape)}'
               for k, v in model_state.items()
               if k in ckpt_state and k != 'pos_embed' and ckpt_state[k].shape != v.shape]
     if shapes:
         raise PretrainedMismatchError(
-            f'{path} does not fit this GranViT ({"; ".join(shapes[:3])}). Set the backbone\'s arch, patch_size '
-            'and final_norm to the checkpoint\'s (tools/model_converters/siglip2_to_granvit.py prints them '
-            'for a converted tower).')
+            f'{path} does not fit this GranViT ({"; ".join(shapes[:3])}). Set the backbone\'s arch, '
+            'patch_size and final_norm to the checkpoint\'s (tools/model_converters/siglip2_to_granvit.py '
+            'prints them for a converted tower).')
     if missing:
-        raise PretrainedMismatchError(f'{path} lacks {len(missing)} GranViT weights ({", ".join(missing[:4])}); '
-                                      'they would stay random. Check arch (num_layers) and final_norm.')
+        raise PretrainedMismatchError(f'{path} lacks {len(missing)} GranViT weights '
+                                      f'({", ".join(missing[:4])}); they would stay random. Check arch '
+                                      '(num_layers) and final_norm.')
 
 
 def check_pretrained_init(module: torch.nn.Module, init_cfg: Optional[Union[dict, list]]) -> None:

@@ -13,6 +13,7 @@ from mmengine.model import BaseModule
 from granvit_mm.core.chat_format import IGNORE_INDEX, IMAGE_TOKEN_INDEX, ChatTemplateEncoder
 from granvit_mm.core.paths import check_path
 from granvit_mm.registry import MODELS
+
 from ..utils.llm_loading import load_llm, load_tokenizer
 from ..utils.packing import collate_packed, pack_turns, shared_prefix_mask
 
