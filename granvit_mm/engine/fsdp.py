@@ -13,6 +13,10 @@ configs/granvit_pretrain_fsdp.py for why).
 - gradient clipping by norm goes through FSDP's ``clip_grad_norm_`` (the norm over all shards); MMEngine's
   optimiser wrapper would clip each rank's shard by its own local norm, so the ranks would scale their parts
   of one gradient differently;
+- without CUDA, the optimiser state is gathered without ``offload_to_cpu``: torch's FSDP gathers each state
+  (``exp_avg``, ``exp_avg_sq``) into one reused buffer and relies on the offload's ``.cpu()`` to copy it out,
+  which on a CPU tensor is no copy, so every checkpoint held ``exp_avg_sq`` in place of ``exp_avg``
+  (torch/distributed/fsdp/_optim_utils.py, ``_allgather_orig_param_states``); without the offload it clones;
 - ``--resume`` works: MMEngine 0.10.6 calls ``FSDP.optim_state_dict_to_load(state_dict, model, optim)``, the
   argument order of torch < 2.0, which current torch rejects (``unhashable type: 'dict'``); here the optimiser
   state is loaded with torch's order ``(model, optim, optim_state_dict)``;
@@ -29,6 +33,7 @@ import torch.distributed as dist
 from mmengine._strategy import FSDPStrategy
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import nn
+from torch.distributed.fsdp import FullOptimStateDictConfig
 
 from granvit_mm.registry import STRATEGIES
 
@@ -74,6 +79,10 @@ class GranViTFSDPStrategy(FSDPStrategy):
             device = torch.device('cpu')
             if self.model_wrapper.get('device_id') is None:
                 self.model_wrapper['device_id'] = 'cpu'
+            osd = getattr(self, 'optim_state_dict_config', None)
+            if isinstance(osd, FullOptimStateDictConfig) and osd.offload_to_cpu:  # already on the CPU
+                self.optim_state_dict_config = FullOptimStateDictConfig(rank0_only=osd.rank0_only,
+                                                                        offload_to_cpu=False)
         model.to(device)
         if self.model_wrapper.pop('sync_module_states', False) and dist.is_initialized():
             _broadcast_from_rank0(model)
