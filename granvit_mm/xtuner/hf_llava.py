@@ -87,8 +87,13 @@ def to_hf_llava(model, tokenizer, template: Optional[dict] = None, system: str =
         tower = tower.merge_and_unload()
     llm = merged_llm(model)
     image_id = add_image_token(tokenizer)
-    if image_id >= llm.get_input_embeddings().num_embeddings:
+    vocab = llm.get_input_embeddings().num_embeddings
+    if image_id >= vocab:
         llm.resize_token_embeddings(image_id + 1, mean_resizing=False)
+        with torch.no_grad():  # never read (LLaVA puts the image features there; the token is suppressed):
+            for emb in (llm.get_input_embeddings(), llm.get_output_embeddings()):  # zeros, not a random draw,
+                if emb is not None:  # so that an export is reproducible
+                    emb.weight[vocab:] = 0
     vision_cfg = tower.config
     n_tokens = num_visual_tokens(vision_cfg.image_size, vision_cfg.patch_size)
     config = LlavaConfig(vision_config=vision_cfg.to_dict(), text_config=llm.config.to_dict(),

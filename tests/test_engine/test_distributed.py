@@ -24,6 +24,7 @@ from mmengine.runner import Runner
 from tiny_stage1 import ROOT, make_assets, read_probe, run_tool, write_config
 
 from granvit_mm.datasets.epoch_sampler import EpochTaggedSampler
+from granvit_mm.engine.checkpoint_io import latest_checkpoint
 from granvit_mm.engine.dist import adapt_cfg_for_cpu
 from granvit_mm.registry import MODELS
 
@@ -281,3 +282,6 @@ def test_deepspeed_variant_moves_the_teacher_every_step(assets, monkeypatch):
     assert [r['iter'] for r in rows] == [0, 1, 2]
     assert all(torch.isfinite(torch.tensor(r['loss'])) for r in rows)
     assert_teacher_follows_every_step(work, 3)
+    # the final checkpoint, a folder every rank wrote into, reached its name only once complete
+    assert latest_checkpoint(work) == osp.join(work, 'iter_3.pth') and osp.isdir(latest_checkpoint(work))
+    assert not [f for f in os.listdir(work) if 'granvit-tmp' in f]

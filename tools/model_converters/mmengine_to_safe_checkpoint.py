@@ -86,7 +86,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description='Plain MMEngine checkpoint -> weights_only-safe checkpoint')
     parser.add_argument('src', help='checkpoint written by plain MMEngine')
     parser.add_argument('dst', help='output path')
-    parser.add_argument('--trust', action='store_true',
+    parser.add_argument('--trust', '--trust-checkpoint', dest='trust', action='store_true',
                         help='unpickle the input in full (can run code in it): only for trusted files that '
                         'the allow-list refuses')
     args = parser.parse_args(argv)
