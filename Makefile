@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The tiny training run uses both cores (about 0.27 s an iteration measured with 2 threads).
 DEMO_THREADS ?= 2
 
-.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain lmms-eval-env tf5-env eval-demo
+.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain lmms-eval-env tf5-env eval-demo lint
 
 setup:
 	bash tools/setup_env.sh
@@ -64,6 +64,12 @@ tf5-env:
 
 test: setup
 	$(PY) -m pytest tests -q
+
+# flake8 and isort as setup.cfg configures them (requirements/lint.txt); .ci/run runs this before the tests.
+LINT_PATHS := granvit_mm granvit configs projects tools tests setup.py
+lint: setup
+	$(PY) -m flake8 $(LINT_PATHS)
+	$(PY) -m isort --check-only --diff $(LINT_PATHS)
 
 clean:
 	rm -rf work_dirs data/gran_synth data/tiny_siglip data/tiny_llm

@@ -1,4 +1,4 @@
-# GranViT stage 1, the paper recipe (GRANVIT.md): SigLIP2 L/16 at 512 px, frozen Qwen2.5-1.5B, Gran JSONL,
+# GranViT stage 1, the paper recipe (docs/method.md): SigLIP2 L/16 at 512 px, frozen Qwen2.5-1.5B, Gran JSONL,
 # AdamW lr 1e-5, total batch 256 (8 GPUs x 32), one epoch, bf16 AMP, gradient checkpointing, self-distillation
 # (lambda 1, EMA alpha 0.9).
 #   bash tools/dist_train.sh configs/granvit_pretrain.py 8
@@ -16,7 +16,7 @@ vit_checkpoint = 'checkpoints/granvit_siglip2-l16-512.pth'
 # A Hugging Face directory of Qwen2.5-1.5B
 # (e.g. `huggingface-cli download Qwen/Qwen2.5-1.5B --local-dir checkpoints/Qwen2.5-1.5B`).
 llm_path = 'checkpoints/Qwen2.5-1.5B'
-# Gran JSONL shards (GRANVIT.md format) and their images.
+# Gran JSONL shards (docs/method.md format) and their images.
 data_root = 'data/gran/'
 train_ann_files = ['annotations/train-*.jsonl']
 val_ann_files = ['annotations/val*.jsonl']

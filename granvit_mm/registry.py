@@ -36,11 +36,12 @@ TASK_UTILS = Registry('task util', parent=mme.TASK_UTILS, scope='granvit')
 VISUALIZERS = Registry('visualizer', parent=mme.VISUALIZERS, scope='granvit')
 VISBACKENDS = Registry('vis_backend', parent=mme.VISBACKENDS, scope='granvit')
 FUNCTIONS = Registry('function', parent=mme.FUNCTIONS, scope='granvit')
-STRATEGIES = Registry('strategy', parent=mme.STRATEGIES, scope='granvit', locations=['granvit_mm.engine.fsdp'])
+STRATEGIES = Registry('strategy', parent=mme.STRATEGIES, scope='granvit',
+                      locations=['granvit_mm.engine.fsdp'])
 
 __all__ = [
     'MODELS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'HOOKS', 'METRICS', 'EVALUATOR', 'RUNNERS',
-    'RUNNER_CONSTRUCTORS', 'LOOPS', 'LOG_PROCESSORS', 'OPTIMIZERS', 'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS',
-    'PARAM_SCHEDULERS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'TASK_UTILS', 'VISUALIZERS', 'VISBACKENDS',
-    'FUNCTIONS', 'STRATEGIES'
+    'RUNNER_CONSTRUCTORS', 'LOOPS', 'LOG_PROCESSORS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
+    'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'TASK_UTILS',
+    'VISUALIZERS', 'VISBACKENDS', 'FUNCTIONS', 'STRATEGIES'
 ]

@@ -6,7 +6,8 @@ import pytest
 
 @pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])
 def test_scoped_type_resolves_without_custom_imports(scope):
-    """A fresh interpreter that never imported granvit_mm resolves 'granvit.*' from another library's scope."""
+    """A fresh interpreter that never imported granvit_mm resolves 'granvit.*' from another library's
+    scope."""
     code = (
         f'from {scope}.registry import MODELS, HOOKS\n'
         f'from mmengine.registry import init_default_scope\n'

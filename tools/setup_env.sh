@@ -51,5 +51,7 @@ $PIP install -q --no-deps "bitsandbytes==0.45.5"
 # mmcv's runtime deps (addict, yapf, ...) arrive through mmengine; make sure they are there.
 $PIP install -q "addict" "yapf" "packaging" "pyyaml" -c requirements/constraints.txt
 $PIP install -q --no-deps -e .
+# The linters setup.cfg configures (`make lint`).
+$PIP install -q -r requirements/lint.txt
 "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmpretrain, mmseg, xtuner, granvit_mm; print('[setup] stack imports ok')"
 echo "$KEY" > "$STAMP"

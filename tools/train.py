@@ -85,7 +85,7 @@ def check_data(cfg: Config) -> None:
                      '`train_ann_files` in the config, or pass `--cfg-options '
                      'train_dataloader.dataset.data_root=DIR '
                      'train_dataloader.dataset.ann_file="annotations/train-*.jsonl"`; DIR must hold Gran '
-                     'JSONL shards (one JSON object per image, GRANVIT.md) and their images.')
+                     'JSONL shards (one JSON object per image, docs/method.md) and their images.')
 
 
 def main():

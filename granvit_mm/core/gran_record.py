@@ -1,6 +1,6 @@
 """The Gran JSONL record: schema, validation and the error that names shard, line and field.
 
-One JSON object per line, one line per image (GRANVIT.md)::
+One JSON object per line, one line per image (docs/method.md)::
 
     {"image": "rel/path.jpg", "width": W, "height": H, "source": "flickr30k", "caption": "..." or null,
      "regions": [{"bbox": [x1, y1, x2, y2], "caption": "...", "kind": "object" | "text"}]}

@@ -1,4 +1,5 @@
-"""The paper's prompts, word for word (GRANVIT.md). Stage 1 (MMEngine) and stage 2 (XTuner) both use these."""
+"""The paper's prompts, word for word (docs/method.md). Stage 1 (MMEngine) and stage 2 (XTuner) both use
+these."""
 from typing import Sequence
 
 from .box_text import format_box

@@ -1,10 +1,11 @@
 """The visual tokens: the one tensor the projector reads, in stage 1, stage 2 and every export.
 
-Definition (ours, GRANVIT.md leaves it open): the output of one transformer block -- by default the last --
-**before** the final LayerNorm, with **every** patch token kept (GranViT has no CLS token), on the image
-pre-processed by :func:`granvit_mm.core.image_input.to_model_input`.
+Definition (ours, the paper leaves it open; docs/method.md): the output of one transformer block -- by default
+the last -- **before** the final LayerNorm, with **every** patch token kept (GranViT has no CLS token), on the
+image pre-processed by :func:`granvit_mm.core.image_input.to_model_input`.
 
-``layer`` counts like Hugging Face's ``hidden_states`` tuple, so every framework states it with the same number:
+``layer`` counts like Hugging Face's ``hidden_states`` tuple, so every framework states it with the same
+number:
 
 - transformers' LLaVA: ``vision_feature_layer=layer``, ``vision_feature_select_strategy='full'`` on a
   ``SiglipVisionModel`` (``hidden_states[layer]``; ``hidden_states[-1]`` is the last block *without*
@@ -14,8 +15,8 @@ pre-processed by :func:`granvit_mm.core.image_input.to_model_input`.
 - GranViT (stage 1): ``out_indices=granvit_out_index(layer)`` with ``final_norm=False``.
 
 ``hidden_states[0]`` is the patch + position embedding (no block run); GranViT cannot return it, so ``layer``
-must not be 0. Negative layers count from the end in all three, so ``-1`` (the default) and ``-2`` (LLaVA-1.5's
-choice) mean the same block everywhere.
+must not be 0. Negative layers count from the end in all three, so ``-1`` (the default) and ``-2``
+(LLaVA-1.5's choice) mean the same block everywhere.
 """
 from typing import Sequence
 

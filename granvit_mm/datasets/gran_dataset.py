@@ -10,8 +10,9 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from mmengine.dataset import BaseDataset
 
-from granvit_mm.registry import DATASETS
 from granvit_mm.core.gran_record import BadRecordError, ValidationRules, parse_line, validate_record
+from granvit_mm.registry import DATASETS
+
 from .jsonl_index import MultiShardIndex, resolve_shards
 from .skip_counter import SkipCounter
 

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from granvit_mm.core.prompts import (TASKS, bbox2caption_question, caption2bbox_answer, caption2bbox_question,
-                                global_caption_question)
+                                     global_caption_question)
 
 TaskSpec = Tuple[str, int]  # (task name, region index; -1 for the global caption)
 

@@ -6,8 +6,8 @@ MMEngine 0.10's ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` uncondi
 group themselves before the runner is built; nothing installed is edited. On a CUDA machine nothing changes:
 MMEngine sets the device and starts NCCL as usual.
 
-On CPU, DDP also refuses ``device_ids`` (which MMEngine always passes for DDP wrappers): :func:`adapt_cfg_for_cpu`
-sets them to None.
+On CPU, DDP also refuses ``device_ids`` (which MMEngine always passes for DDP wrappers):
+:func:`adapt_cfg_for_cpu` sets them to None.
 """
 import datetime
 import os
@@ -37,7 +37,8 @@ def init_cpu_process_group(launcher: str = 'pytorch', timeout_s: int = 1800) -> 
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
     if missing:
         raise RuntimeError(f'--launcher pytorch needs the torchrun environment; {missing} not set. '
-                           'Start with `bash tools/dist_train.sh CONFIG NPROC` or `torchrun ... --launcher pytorch`')
+                           'Start with `bash tools/dist_train.sh CONFIG NPROC` or '
+                           '`torchrun ... --launcher pytorch`')
     torch_dist.init_process_group(backend='gloo', init_method='env://',
                                   timeout=datetime.timedelta(seconds=timeout_s))
 

@@ -13,6 +13,13 @@ configs/granvit_pretrain_fsdp.py for why).
 - gradient clipping by norm goes through FSDP's ``clip_grad_norm_`` (the norm over all shards); MMEngine's
   optimiser wrapper would clip each rank's shard by its own local norm, so the ranks would scale their parts
   of one gradient differently;
+- without CUDA, the optimiser state is gathered without ``offload_to_cpu``: torch's FSDP gathers each state
+  (``exp_avg``, ``exp_avg_sq``) into one reused buffer and relies on the offload's ``.cpu()`` to copy it out,
+  which on a CPU tensor is no copy, so every checkpoint held ``exp_avg_sq`` in place of ``exp_avg``
+  (torch/distributed/fsdp/_optim_utils.py, ``_allgather_orig_param_states``); without the offload it clones;
+- ``--resume`` works: MMEngine 0.10.6 calls ``FSDP.optim_state_dict_to_load(state_dict, model, optim)``, the
+  argument order of torch < 2.0, which current torch rejects (``unhashable type: 'dict'``); here the optimiser
+  state is loaded with torch's order ``(model, optim, optim_state_dict)``;
 - without CUDA, ``device_id='cpu'``: MMEngine passes ``LOCAL_RANK`` (a CUDA index) and PyTorch's FSDP refuses
   a CPU-only run without a ``device_id`` ("FSDP needs a non-CPU accelerator device",
   torch/distributed/fsdp/_init_utils.py). So 2-process gloo runs work on CPU, nothing installed edited.
@@ -26,6 +33,7 @@ import torch.distributed as dist
 from mmengine._strategy import FSDPStrategy
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import nn
+from torch.distributed.fsdp import FullOptimStateDictConfig
 
 from granvit_mm.registry import STRATEGIES
 
@@ -60,7 +68,8 @@ def _broadcast_from_rank0(model: nn.Module) -> None:
 
 @STRATEGIES.register_module()
 class GranViTFSDPStrategy(FSDPStrategy):
-    """``strategy=dict(type='GranViTFSDPStrategy', ...)``: MMEngine's ``FSDPStrategy`` arguments, unchanged."""
+    """``strategy=dict(type='GranViTFSDPStrategy', ...)``: MMEngine's ``FSDPStrategy`` arguments,
+    unchanged."""
 
     def _wrap_model(self, model: nn.Module) -> nn.Module:
         self.model_wrapper = dict(self.model_wrapper or dict(type='MMFullyShardedDataParallel'))
@@ -70,10 +79,20 @@ class GranViTFSDPStrategy(FSDPStrategy):
             device = torch.device('cpu')
             if self.model_wrapper.get('device_id') is None:
                 self.model_wrapper['device_id'] = 'cpu'
+            osd = getattr(self, 'optim_state_dict_config', None)
+            if isinstance(osd, FullOptimStateDictConfig) and osd.offload_to_cpu:  # already on the CPU
+                self.optim_state_dict_config = FullOptimStateDictConfig(rank0_only=osd.rank0_only,
+                                                                        offload_to_cpu=False)
         model.to(device)
         if self.model_wrapper.pop('sync_module_states', False) and dist.is_initialized():
             _broadcast_from_rank0(model)
         return super()._wrap_model(model)
+
+    def load_optim_state_dict(self, state_dict: dict) -> None:
+        """The full optimiser state of a checkpoint -> this rank's shard (torch >= 2.0 argument order)."""
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        optimizer = self.optim_wrapper.optimizer
+        self.optim_wrapper.load_state_dict(FSDP.optim_state_dict_to_load(self.model, optimizer, state_dict))
 
     def build_optim_wrapper(self, optim_wrapper, model=None):
         built = super().build_optim_wrapper(optim_wrapper, model)

@@ -54,6 +54,7 @@ def linear_probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
 def probe_attributes(train_x: torch.Tensor, train_labels: Dict[str, torch.Tensor], val_x: torch.Tensor,
                      val_labels: Dict[str, torch.Tensor], **kwargs) -> Dict[str, float]:
     """Accuracy per attribute and their mean (``'mean'``)."""
-    out = {k: linear_probe_accuracy(train_x, train_labels[k], val_x, val_labels[k], **kwargs) for k in train_labels}
+    out = {k: linear_probe_accuracy(train_x, train_labels[k], val_x, val_labels[k], **kwargs)
+           for k in train_labels}
     out['mean'] = sum(out.values()) / len(out)
     return out

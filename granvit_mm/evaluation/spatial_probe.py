@@ -2,9 +2,9 @@
 
 A detector's box precision (mAP at high IoU) needs each patch token to keep where, inside its patch, an object
 starts and ends; a caption loss needs only what the object is. This probe reads that one thing with nothing
-trained but a ridge regression: each patch token -> the occupancy of its ``cells x cells`` sub-cells by the union
-of the image's object boxes, fit on train tokens, scored on val tokens of the patches that a box edge crosses
-(inside and outside patches are trivial). Also the R^2 of a ridge read-out of the patch's own pixels.
+trained but a ridge regression: each patch token -> the occupancy of its ``cells x cells`` sub-cells by the
+union of the image's object boxes, fit on train tokens, scored on val tokens of the patches that a box edge
+crosses (inside and outside patches are trivial). Also the R^2 of a ridge read-out of the patch's own pixels.
 """
 from typing import Dict, Sequence
 
@@ -44,7 +44,10 @@ def fit_ridge(x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0):
     reg = alpha * torch.eye(xs.shape[1], dtype=x.dtype)
     reg[-1, -1] = 0  # the bias is not shrunk
     w = torch.linalg.solve(xs.T @ xs + reg, xs.T @ y)
-    return lambda v: (torch.cat([(v.double() - mean) / std, torch.ones(len(v), 1, dtype=x.dtype)], 1) @ w).float()
+
+    def predict(v: torch.Tensor) -> torch.Tensor:
+        return (torch.cat([(v.double() - mean) / std, torch.ones(len(v), 1, dtype=x.dtype)], 1) @ w).float()
+    return predict
 
 
 def r2(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -57,7 +60,8 @@ def crossed_by_edge(occ: torch.Tensor) -> torch.Tensor:
     return (occ.amin(1) < 0.5) & (occ.amax(1) > 0.5)
 
 
-def position_accuracy(train_tokens: torch.Tensor, val_tokens: torch.Tensor, grid: int, alpha: float = 1.0) -> float:
+def position_accuracy(train_tokens: torch.Tensor, val_tokens: torch.Tensor, grid: int,
+                      alpha: float = 1.0) -> float:
     """% of val tokens whose patch index a ridge read-out (one-hot targets, argmax) names exactly.
 
     Tokens come in raster order, ``grid * grid`` per image. An LLM that routes a box to its tokens by content

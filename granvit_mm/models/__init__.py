@@ -1,2 +1,1 @@
-from . import backbones, necks  # noqa: F401
-from . import algorithms, heads, losses, utils  # noqa: F401
+from . import algorithms, backbones, heads, losses, necks, utils  # noqa: F401

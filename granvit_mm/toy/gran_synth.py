@@ -64,8 +64,6 @@ class SynthConfig:
     image_format: str = 'png'
 
 
-
-
 def object_caption(size: str, colour: str, texture: str, shape: str) -> str:
     return f'a {size} {colour} {texture} {shape}'
 

@@ -9,6 +9,7 @@ import os.path as osp
 from typing import List
 
 from granvit_mm.core.gran_record import parse_line
+
 from .gran_synth import ATTRIBUTE_VALUES, object_regions
 
 
@@ -28,7 +29,8 @@ def gran_synth_to_coco(data_root: str, split: str, out_file: str, class_attr: st
             for (x1, y1, x2, y2), attrs in objects:
                 annotations.append(dict(id=len(annotations) + 1, image_id=image_id,
                                         category_id=classes.index(attrs[class_attr]) + 1,
-                                        bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=0))
+                                        bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1),
+                                        iscrowd=0))
     coco = dict(images=images, annotations=annotations,
                 categories=[dict(id=i + 1, name=c) for i, c in enumerate(classes)])
     with open(out_file, 'w') as f:

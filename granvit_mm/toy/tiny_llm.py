@@ -15,6 +15,7 @@ from granvit_mm.core.box_text import format_box
 from granvit_mm.core.chat_format import chat_text
 from granvit_mm.core.prompts import (bbox2caption_question, caption2bbox_answer, caption2bbox_question,
                                      global_caption_question)
+
 from .fit import fit
 
 SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
@@ -86,7 +87,7 @@ def pretrain_lm(model, tokenizer, texts: Sequence[str], steps: int = 300, batch_
 
 def region_chat_corpus(records: Iterable[dict], box_style: str = 'decimal3', with_context: bool = False,
                        seed: int = 0) -> List[str]:
-    """Stage-1/2 style texts from Gran records (GRANVIT.md format): captions alone and as chat turns.
+    """Stage-1/2 style texts from Gran records (docs/method.md format): captions alone and as chat turns.
 
     With ``with_context``, each turn is also written with a text description of the scene where the image
     goes (``{scene}\n{question}`` in place of ``<image>\n{question}``): the regions' captions with their

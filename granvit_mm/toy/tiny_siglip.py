@@ -17,18 +17,20 @@ from .fit import fit
 
 
 def build_tiny_siglip(vocab_size: int, pad_id: int, image_size: int = 64, patch_size: int = 8,
-                      hidden_size: int = 64, num_layers: int = 4, num_heads: int = 4, intermediate_size: int = 256,
-                      text_layers: int = 2, max_text_len: int = 48, seed: int = 0):
+                      hidden_size: int = 64, num_layers: int = 4, num_heads: int = 4,
+                      intermediate_size: int = 256, text_layers: int = 2, max_text_len: int = 48,
+                      seed: int = 0):
     """A randomly initialised ``SiglipModel``; the vision tower matches ``GranViT(arch='tiny')``."""
     from transformers import SiglipConfig, SiglipModel
     torch.manual_seed(seed)
     vision = dict(hidden_size=hidden_size, intermediate_size=intermediate_size, num_hidden_layers=num_layers,
                   num_attention_heads=num_heads, image_size=image_size, patch_size=patch_size)
     text = dict(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
-                num_hidden_layers=text_layers, num_attention_heads=num_heads, max_position_embeddings=max_text_len,
-                pad_token_id=pad_id)
+                num_hidden_layers=text_layers, num_attention_heads=num_heads,
+                max_position_embeddings=max_text_len, pad_token_id=pad_id)
     model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
-    with torch.no_grad():  # SigLIP's init (t' = log 10, b = -10); HF's (1, 0) collapsed to a constant logit here
+    # SigLIP's init (t' = log 10, b = -10); HF's (1, 0) collapsed to a constant logit here
+    with torch.no_grad():
         model.logit_scale.fill_(math.log(10.0))
         model.logit_bias.fill_(-10.0)
     return model

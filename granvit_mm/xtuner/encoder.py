@@ -1,10 +1,10 @@
 """GranViT stage-1 checkpoint -> the Hugging Face pieces stage 2 and the LLaVA export are built from.
 
 A stage-1 checkpoint holds ``backbone.*`` (the student ViT), ``teacher.module.*`` (its EMA teacher),
-``projector.*`` (the 2-layer MLP) and, in ``meta['cfg']``, the config that built them. This module turns them into
-a ``SiglipVisionModel`` whose ``hidden_states[visual_layer]`` are the stage-1 visual tokens
-(:mod:`granvit_mm.core.visual_tokens`), an XTuner ``ProjectorModel`` with the stage-1 projector weights, and the
-image processor of stage 1. ``tools/model_converters/granvit_to_hf.py`` writes them to a directory.
+``projector.*`` (the 2-layer MLP) and, in ``meta['cfg']``, the config that built them. This module turns them
+into a ``SiglipVisionModel`` whose ``hidden_states[visual_layer]`` are the stage-1 visual tokens
+(:mod:`granvit_mm.core.visual_tokens`), an XTuner ``ProjectorModel`` with the stage-1 projector weights, and
+the image processor of stage 1. ``tools/model_converters/granvit_to_hf.py`` writes them to a directory.
 
 Stage 1 trains without the final LayerNorm (it is not part of the visual tokens), but ``SiglipVisionModel``
 always has a ``post_layernorm``; the export gives it the identity affine (weight 1, bias 0). It affects only
@@ -17,6 +17,7 @@ import torch
 
 from granvit_mm.core.checkpoint_layout import (PROJECTOR_PREFIX, STAGE1_VIT_PREFIXES, split_checkpoint,
                                                strip_prefix)
+from granvit_mm.core.checkpoint_reader import read_checkpoint
 from granvit_mm.core.siglip_keys import granvit_to_siglip_vision
 from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, check_layer, granvit_token_kwargs
 
@@ -24,15 +25,12 @@ from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, check_layer, gra
 VISUAL_LAYER_KEY = 'granvit_visual_layer'  # recorded in the exported SiglipVisionConfig
 
 
-def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
-    """(state_dict, meta) of a local checkpoint through torch's safe loader (ours are weights-only)."""
+def read_stage1_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
+    """(state_dict, meta) of a local checkpoint, weights-only (stage-1 checkpoints written with
+    granvit.WeightsOnlyCheckpointHook, the default runtime, are)."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # noqa: BLE001 -- re-raised with what to do
-        raise RuntimeError(f'{path} does not load with weights_only=True ({err}). Stage-1 checkpoints '
-                           'written with granvit.WeightsOnlyCheckpointHook (the default runtime) do.') from err
+    ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise TypeError(f'{path} holds a {type(ckpt).__name__}, not a state dict')
     return split_checkpoint(ckpt)
@@ -128,12 +126,8 @@ def to_projector_model(state: Mapping[str, torch.Tensor]):
 def load_projector_weights(path: str) -> Dict[str, torch.Tensor]:
     """Projector weights from an exported ``projector/`` directory or a stage-1 checkpoint (.pth)."""
     if osp.isdir(path):
-        from safetensors.torch import load_file
-        file = osp.join(path, 'model.safetensors')
-        if osp.isfile(file):
-            return load_file(file)
-        return torch.load(osp.join(path, 'pytorch_model.bin'), map_location='cpu', weights_only=True)
-    state, _ = read_checkpoint(path)
+        return read_checkpoint(path)
+    state, _ = read_stage1_checkpoint(path)
     proj = projector_state(state)
     if proj is None:
         raise KeyError(f'{path} has no projector.* weights')
@@ -148,7 +142,7 @@ def export_encoder(checkpoint: Optional[str], out_dir: str, which: str = 'studen
     SigLIP2, or its seeded random init), the baseline stage 2 is compared against; it has no projector.
     """
     from .image_processor import GranViTImageProcessor
-    state, meta = read_checkpoint(checkpoint) if checkpoint else ({}, {})
+    state, meta = read_stage1_checkpoint(checkpoint) if checkpoint else ({}, {})
     model_cfg = stage1_model_cfg(meta, config)
     layer = model_cfg.get('visual_layer', DEFAULT_VISUAL_LAYER)
     proj = None

@@ -21,6 +21,7 @@ from granvit_mm.datasets.gran_dataset import GranDataset
 from granvit_mm.datasets.jsonl_index import HEADER
 from granvit_mm.datasets.region_tasks import build_tasks
 from granvit_mm.datasets.transforms import LoadGranImage, SampleRegionTasks
+
 from .gran_conversation import LLaVAConversationEncoder, llava_conversation
 
 __all__ = ['GranLLaVADataset', 'GranToLLaVA', 'STAGE2_TASKS']

@@ -3,13 +3,13 @@
 XTuner's own HF export handles Llama LLMs with a CLIP tower only. This one takes any causal LM and the GranViT
 ``SiglipVisionModel``: the LLaVA config selects the stage-1 visual tokens (``vision_feature_layer`` +
 ``vision_feature_select_strategy='full'``, :mod:`granvit_mm.core.visual_tokens`), its projector is XTuner's
-2-layer MLP (``linear_1``/``linear_2`` = ``model.0``/``model.2``, GELU), and its processor pads to a square like
-stage 1 and writes the XTuner chat template, so ``processor(text=prompt, images=image)`` + ``generate`` give the
-answers the XTuner model gives (tested).
+2-layer MLP (``linear_1``/``linear_2`` = ``model.0``/``model.2``, GELU), and its processor pads to a square
+like stage 1 and writes the XTuner chat template, so ``processor(text=prompt, images=image)`` + ``generate``
+give the answers the XTuner model gives (tested).
 
 The image placeholder: XTuner uses id -200 in ``input_ids``; transformers' LLaVA needs a real token, so
-``<image>`` is added to the tokenizer (and the embedding grows when the vocabulary has no spare row). That token
-is never an answer in XTuner, so the saved generation config suppresses it.
+``<image>`` is added to the tokenizer (and the embedding grows when the vocabulary has no spare row). That
+token is never an answer in XTuner, so the saved generation config suppresses it.
 
 Generation stops at the end of the turn: the generation config's eos ids hold the template's stop words, and the
 exported tokenizer's ``eos_token`` is the template's end-of-turn token (``<|im_end|>`` for qwen_chat, as
@@ -99,8 +99,13 @@ def to_hf_llava(model, tokenizer, template: Optional[dict] = None, system: str =
         tower = tower.merge_and_unload()
     llm = merged_llm(model)
     image_id = add_image_token(tokenizer)
-    if image_id >= llm.get_input_embeddings().num_embeddings:
+    vocab = llm.get_input_embeddings().num_embeddings
+    if image_id >= vocab:
         llm.resize_token_embeddings(image_id + 1, mean_resizing=False)
+        with torch.no_grad():  # never read (LLaVA puts the image features there; the token is suppressed):
+            for emb in (llm.get_input_embeddings(), llm.get_output_embeddings()):  # zeros, not a random draw,
+                if emb is not None:  # so that an export is reproducible
+                    emb.weight[vocab:] = 0
     vision_cfg = tower.config
     n_tokens = num_visual_tokens(vision_cfg.image_size, vision_cfg.patch_size)
     config = LlavaConfig(vision_config=vision_cfg.to_dict(), text_config=llm.config.to_dict(),
@@ -134,3 +139,24 @@ def to_hf_llava(model, tokenizer, template: Optional[dict] = None, system: str =
                                chat_template=llava_chat_template(template), image_token=DEFAULT_IMAGE_TOKEN,
                                num_additional_image_tokens=0)
     return hf, processor
+
+
+def save_hf_llava(model, cfg, out_dir: str, dtype: Optional[str] = None, **save_pretrained_kwargs) -> str:
+    """Write the transformers LLaVA export of a built stage-2 model to ``out_dir``: the one export behind
+    ``tools/model_converters/xtuner_to_hf_llava.py`` and ``xtuner convert pth_to_hf ... --save-format
+    huggingface``. ``cfg`` is the stage-2 config (its ``tokenizer``, ``prompt_template`` and ``SYSTEM``);
+    ``dtype`` (e.g. ``'float16'``) casts the weights, None keeps the config's."""
+    import os
+
+    from xtuner.registry import BUILDER
+    template = cfg.get('prompt_template')
+    model.llm.config.use_cache = True  # generation; training turns it off
+    hf, processor = to_hf_llava(model, BUILDER.build(cfg.tokenizer), dict(template) if template else None,
+                                cfg.get('SYSTEM', ''))
+    if dtype is not None:
+        hf.to(getattr(torch, dtype))
+    processor.tokenizer.padding_side = 'left'  # batched generation
+    os.makedirs(out_dir, exist_ok=True)
+    hf.save_pretrained(out_dir, **save_pretrained_kwargs)
+    processor.save_pretrained(out_dir)
+    return out_dir

@@ -3,14 +3,15 @@
 ``GranViTLLaVAModel`` is XTuner 0.2.0's ``LLaVAModel`` with three differences, all needed for GranViT:
 
 - the visual tokens are :func:`granvit_mm.core.visual_tokens.select_visual_tokens` of the tower's
-  ``hidden_states`` -- every patch token. XTuner's forward drops token 0 (``[:, 1:]``, CLIP's CLS); GranViT has
-  no CLS, so that would drop the top-left patch;
+  ``hidden_states`` -- every patch token. XTuner's forward drops token 0 (``[:, 1:]``, CLIP's CLS); GranViT
+  has no CLS, so that would drop the top-left patch;
 - the stage-1 projector is carried in (``projector_path``), loaded strictly: XTuner's ``pretrained_pth`` loads
   with ``strict=False`` and would start from a random projector without a word if the keys did not match;
 - ``_prepare_for_flash_attn`` does not probe ``torch.cpu.is_bf16_supported`` (absent), so the model builds on
   CPU (tests, the tiny config); on GPUs XTuner's own logic runs unchanged.
 
-The class name keeps ``LLaVAModel``: ``xtuner convert pth_to_hf`` recognises LLaVA models by that substring.
+The class name keeps ``LLaVAModel``: ``xtuner convert pth_to_hf`` recognises LLaVA models by that substring;
+its ``--save-format huggingface`` calls :meth:`GranViTLLaVAModel.to_huggingface_llava`, our export.
 """
 import os.path as osp
 from typing import List, Optional, Sequence
@@ -23,6 +24,7 @@ from xtuner.utils.device import get_torch_device
 
 from granvit_mm.core.chat_format import QWEN_CHAT, ChatTemplateEncoder
 from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, check_layer, select_visual_tokens
+
 from .encoder import VISUAL_LAYER_KEY, load_projector_weights
 
 
@@ -44,7 +46,8 @@ class GranViTLLaVAModel(LLaVAModel):
         check_layer(visual_select_layer)
         if projector_path and kwargs.get('pretrained_pth'):
             raise ValueError('give either projector_path (the stage-1 projector) or pretrained_pth (a '
-                             'stage-2 checkpoint), not both: the later load would silently overwrite the earlier')
+                             'stage-2 checkpoint), not both: the later load would silently overwrite the '
+                             'earlier')
         super().__init__(llm, visual_encoder, freeze_visual_encoder=freeze_visual_encoder,
                          visual_select_layer=visual_select_layer, **kwargs)
         trained_layer = getattr(self.visual_encoder.config, VISUAL_LAYER_KEY, None)
@@ -71,6 +74,13 @@ class GranViTLLaVAModel(LLaVAModel):
                              f'unexpected {sorted(set(state) - set(own))}')
         self.projector.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
         print_log(f'Loaded the stage-1 projector from {path}', 'current')
+
+    def to_huggingface_llava(self, cfg, save_dir, fp32=False, save_pretrained_kwargs={}):
+        """``xtuner convert pth_to_hf CONFIG PTH OUT --save-format huggingface``: our transformers LLaVA
+        export (:func:`granvit_mm.xtuner.hf_llava.save_hf_llava`; XTuner's own accepts only Llama LLMs with a
+        CLIP tower). As XTuner's formats: float16 unless ``--fp32``, which keeps the config's dtype."""
+        from .hf_llava import save_hf_llava
+        save_hf_llava(self, cfg, save_dir, dtype=None if fp32 else 'float16', **save_pretrained_kwargs)
 
     @staticmethod
     def _prepare_for_flash_attn(cfg, llm_cfg):
@@ -110,7 +120,8 @@ def greedy_answers(model: LLaVAModel, tokenizer, pixel_values: torch.Tensor,
     """Greedy answers of a (GranViT)LLaVAModel: one list per image, one answer per question.
 
     Each question is its own single-turn chat (``<image>\\n{question}`` in ``template``, XTuner's qwen_chat by
-    default), encoded as XTuner's training encodes it; rows are left-padded so one ``generate`` serves the batch.
+    default), encoded as XTuner's training encodes it; rows are left-padded so one ``generate`` serves the
+    batch.
     """
     from transformers import GenerationConfig
     chat = ChatTemplateEncoder(tokenizer, template or QWEN_CHAT, system)

@@ -12,14 +12,14 @@ region per referring expression, so they are scored the same way (Caption2Bbox =
                                                      data_root='data/gran_synth/',
                                                      data_prefix=dict(img_path='images/')))
 """
-import os.path as osp
-import pickle
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config
 
+from granvit_mm.core.checkpoint_reader import read_checkpoint
 from granvit_mm.evaluation.metrics import GroundingMetric, RegionCaptionMetric
+
 from .gran_llava_dataset import GranLLaVADataset
 
 __all__ = ['EVAL_TASKS', 'build_eval_dataset', 'predict', 'score', 'evaluate_stage2', 'load_stage2',
@@ -106,29 +106,10 @@ def evaluate_stage2(model, tokenizer, dataset: Union[GranLLaVADataset, dict], te
 def load_stage2_state_dict(path: str, trust: bool = False) -> Dict[str, torch.Tensor]:
     """The weights of an ``xtuner train`` checkpoint: a ``.pth`` file or a DeepSpeed checkpoint directory.
 
-    Files load with ``torch.load(weights_only=True)``; anything else (MMEngine's pickled log buffers,
-    DeepSpeed directories, which XTuner reads with ``weights_only=False``) needs ``trust=True``, because
-    unpickling an untrusted file can run code.
+    Read by :func:`~granvit_mm.core.checkpoint_reader.read_checkpoint`: weights-only, unless ``trust``
+    (MMEngine's pickled log buffers without ``WeightsOnlyCheckpointHook``, DeepSpeed directories).
     """
-    if osp.isdir(path):
-        if not trust:
-            raise RuntimeError(f'{path} is a DeepSpeed checkpoint directory; XTuner reads it with pickle '
-                               '(weights_only=False). Pass trust=True / --trust-checkpoint if you trust it.')
-        from xtuner.model.utils import guess_load_checkpoint
-        return guess_load_checkpoint(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not trust:
-            raise RuntimeError(
-                f'{path} does not load with weights_only=True ({str(err).splitlines()[0]}). MMEngine pickles '
-                'its log buffers into checkpoints unless the run used granvit_mm.engine.hooks.'
-                'WeightsOnlyCheckpointHook: convert it safely with tools/model_converters/'
-                'mmengine_to_safe_checkpoint.py, or pass trust=True / --trust-checkpoint if you trust the '
-                'file.') from None
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    ckpt = read_checkpoint(path, trusted=trust)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     if not isinstance(state, dict):
         raise TypeError(f'{path} holds a {type(state).__name__}, not a state dict')
@@ -136,24 +117,71 @@ def load_stage2_state_dict(path: str, trust: bool = False) -> Dict[str, torch.Te
 
 
 def load_stage2(config: Union[str, Config], checkpoint: str, trust: bool = False, device: str = 'cpu'):
-    """(model, tokenizer) of an XTuner config and its trained checkpoint, loaded as ``xtuner convert
-    pth_to_hf`` does: the model built from the config without its start-up weights (``pretrained_pth``, the
-    stage-1 ``projector_path``), then the checkpoint's weights (the trained projector, LLM or LoRA) on top."""
+    """(model, tokenizer) of an XTuner config and its trained checkpoint, each weight read once.
+
+    As ``xtuner convert pth_to_hf`` does, the model is built under ``init_empty_weights()`` without its
+    start-up weights (``pretrained_pth``, the stage-1 ``projector_path``) and the checkpoint's weights (the
+    trained projector, LLM or LoRA) go in; what the checkpoint does not hold (the frozen ViT, a LoRA's base
+    LLM) is read from the config's pretrained directories. A QLoRA config cannot be built on the meta device
+    and is built as usual.
+    """
     from xtuner.registry import BUILDER
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     for key in ('pretrained_pth', 'projector_path'):
         if key in cfg.model:
             cfg.model[key] = None
-    model = BUILDER.build(cfg.model)
     state = load_stage2_state_dict(checkpoint, trust)
     if not any(k.startswith('projector.') for k in state):
         raise KeyError(f'{checkpoint} has no projector.* weights: not a stage-2 (XTuner LLaVA) checkpoint')
-    result = model.load_state_dict(state, strict=False)
-    if result.unexpected_keys:
-        raise KeyError(f'{checkpoint} does not fit the model of the config: unexpected keys '
-                       f'{result.unexpected_keys[:5]}{" ..." if len(result.unexpected_keys) > 5 else ""}')
+    if 'quantization_config' in cfg.model.llm:
+        model = BUILDER.build(cfg.model)
+        _check_keys(model, state, checkpoint)
+        model.load_state_dict(state, strict=False)
+    else:
+        from accelerate import init_empty_weights
+        with init_empty_weights():
+            model = BUILDER.build(cfg.model)
+        _check_keys(model, state, checkpoint)
+        _fill_empty(model, state, cfg.model)
     model.to(device).eval()
     return model, BUILDER.build(cfg.tokenizer)
+
+
+def _check_keys(model, state: Dict[str, torch.Tensor], checkpoint: str) -> None:
+    unexpected = sorted(set(state) - set(model.state_dict()))
+    if unexpected:
+        raise KeyError(f'{checkpoint} does not fit the model of the config: unexpected keys '
+                       f'{unexpected[:5]}{" ..." if len(unexpected) > 5 else ""}')
+
+
+def _pretrained_key(name: str) -> str:
+    """A parameter name inside a (PEFT-wrapped) part -> its key in the part's ``save_pretrained`` files."""
+    return name.replace('base_model.model.', '', 1).replace('.base_layer.', '.')
+
+
+def _fill_empty(model, state: Dict[str, torch.Tensor], model_cfg) -> None:
+    """Give the meta tensors of a model built under ``init_empty_weights()`` their values: the checkpoint's,
+    then the pretrained directories' (``llm`` / ``visual_encoder`` ``pretrained_model_name_or_path``)."""
+    from accelerate.utils import set_module_tensor_to_device
+
+    from granvit_mm.core.checkpoint_reader import read_checkpoint
+    for name, value in state.items():
+        set_module_tensor_to_device(model, name, 'cpu', value)
+    for part in ('visual_encoder', 'llm'):
+        module = getattr(model, part)
+        empty = [n for n, t in module.state_dict(keep_vars=True).items() if t.is_meta]
+        if empty:
+            source = model_cfg[part].get('pretrained_model_name_or_path')
+            weights = read_checkpoint(source) if source else {}
+            for name in empty:
+                if _pretrained_key(name) in weights:
+                    set_module_tensor_to_device(module, name, 'cpu', weights[_pretrained_key(name)])
+        if hasattr(module, 'tie_weights'):
+            module.tie_weights()  # e.g. an lm_head tied to the embeddings, not saved on its own
+    left = [n for n, t in model.state_dict(keep_vars=True).items() if t.is_meta]
+    if left:
+        raise KeyError(f'neither the checkpoint nor the pretrained directories hold {left[:5]}'
+                       f'{" ..." if len(left) > 5 else ""}')
 
 
 def _progress(n: int):

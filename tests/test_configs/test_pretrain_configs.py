@@ -7,8 +7,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from granvit_mm.toy.tiny_llm import save_tiny_llm
 from granvit_mm.registry import MODELS
+from granvit_mm.toy.tiny_llm import save_tiny_llm
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PAPER = osp.join(ROOT, 'configs', 'granvit_pretrain.py')

@@ -21,7 +21,8 @@ def test_round_trip_within_one_quantum(style):
         np.testing.assert_allclose(back, box, atol=box_quantum(style) + 1e-9)
 
 
-@pytest.mark.parametrize('text', ['no box here', '[0.1, 0.2, 0.3]', '[1.5, 0.2, 0.3, 0.4]', '{<1><2><3>}', ''])
+@pytest.mark.parametrize('text',
+                         ['no box here', '[0.1, 0.2, 0.3]', '[1.5, 0.2, 0.3, 0.4]', '{<1><2><3>}', ''])
 def test_unparseable_answers_give_none(text):
     assert parse_box(text) is None
 

@@ -1,4 +1,5 @@
-"""The shared contracts import nothing heavy: no registry, mmengine, mmcv, models, datasets or transformers."""
+"""The shared contracts import nothing heavy: no registry, mmengine, mmcv, models, datasets or
+transformers."""
 import json
 import os.path as osp
 import subprocess
@@ -41,6 +42,7 @@ def test_one_definition_of_each_contract():
 
 def test_xtuner_agrees_with_the_core_token_ids():
     from xtuner.utils import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
+
     from granvit_mm.core import chat_format
     assert (chat_format.DEFAULT_IMAGE_TOKEN, chat_format.IGNORE_INDEX, chat_format.IMAGE_TOKEN_INDEX) == \
         (DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX)

@@ -2,10 +2,10 @@
 import logging
 
 import pytest
+from gran_data_helpers import pipeline, record, write_image, write_jsonl
 
 from granvit_mm.core.gran_record import BadRecordError
 from granvit_mm.datasets import GranDataset
-from gran_data_helpers import pipeline, record, write_image, write_jsonl
 
 
 @pytest.fixture

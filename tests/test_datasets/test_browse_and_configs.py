@@ -1,9 +1,8 @@
 import os.path as osp
 
 import numpy as np
-from PIL import Image
-
 from gran_data_helpers import REPO
+from PIL import Image
 from repo_tools import load_tool
 
 
@@ -32,6 +31,7 @@ def test_browse_dataset_from_config(synth_dir, tmp_path):
 
 def test_dataset_base_configs_build(synth_dir):
     from mmengine.config import Config
+
     from granvit_mm.registry import DATASETS
     for name in ('gran_synth_tiny', 'gran_pretrain_512'):
         cfg = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'datasets', f'{name}.py'))

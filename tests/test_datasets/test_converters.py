@@ -3,12 +3,12 @@ import json
 import pickle
 
 import pytest
+from gran_data_helpers import pipeline, write_image
+from repo_tools import load_tool
 
 from granvit_mm.datasets import GranDataset
 from granvit_mm.datasets.converters import load_basic_pickle, refcoco_eval_image_ids
 from granvit_mm.datasets.converters.ocr import paddle_result_lines, parse_icdar2015_line
-from gran_data_helpers import pipeline, write_image
-from repo_tools import load_tool
 
 
 def tool(name):

@@ -3,10 +3,10 @@ import pickle
 
 import pytest
 import torch
+from gran_data_helpers import pipeline
 
 from granvit_mm.datasets import GranDataset
 from granvit_mm.registry import DATASETS
-from gran_data_helpers import pipeline
 
 
 def synth(synth_dir, split='train', **kw):
@@ -84,6 +84,7 @@ def test_epoch_tagged_sampler_redraws_each_epoch_in_persistent_workers(synth_dir
     """The shipped configs' sampler: epoch 1 draws other tasks than epoch 0 even with persistent workers,
     and every worker count and every rank of a 2-rank split agrees with the single-process draw."""
     from mmengine.dataset import pseudo_collate
+
     from granvit_mm.datasets import EpochTaggedSampler
     ds = synth(synth_dir)
 

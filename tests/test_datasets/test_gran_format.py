@@ -2,10 +2,10 @@ import math
 
 import numpy as np
 import pytest
+from gran_data_helpers import record
 
 from granvit_mm.core.gran_record import (BadRecordError, ValidationRules, dump_record, make_record,
-                                             parse_line, validate_record)
-from gran_data_helpers import record
+                                         parse_line, validate_record)
 
 
 def reason(rec, **rules):

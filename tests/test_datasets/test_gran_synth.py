@@ -3,10 +3,10 @@ import os
 import os.path as osp
 
 import numpy as np
+from repo_tools import load_tool
 
 from granvit_mm.toy.gran_synth import (COLOURS, SHAPES, SIZES, TEXTURES, SynthConfig, generate, load_meta,
-                                            make_image)
-from repo_tools import load_tool
+                                       make_image)
 
 
 def _lines(d, split):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from granvit_mm.core.prompts import BBOX2CAPTION_PROMPT, CAPTION2BBOX_PROMPT, GLOBAL_CAPTION_PROMPT
 from granvit_mm.datasets.region_tasks import (build_tasks, check_task_mix, draw_count, groundable_regions,
                                               pick_distill_regions, sample_task_specs)
-from granvit_mm.core.prompts import BBOX2CAPTION_PROMPT, CAPTION2BBOX_PROMPT, GLOBAL_CAPTION_PROMPT
 
 CAPS = ['a red circle', 'a blue square', 'the sign', 'The sign', 'a green cross', 'a tree']
 

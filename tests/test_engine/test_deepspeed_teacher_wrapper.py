@@ -6,7 +6,8 @@ import torch
 from mmengine.model import ExponentialMovingAverage
 from torch import nn
 
-import granvit_mm.engine  # noqa: F401  (registers the wrapper; configs reach it as granvit.* through the registry)
+# registers the wrapper; configs reach it as granvit.* through the registry
+import granvit_mm.engine  # noqa: F401
 from granvit_mm.registry import OPTIM_WRAPPERS
 
 

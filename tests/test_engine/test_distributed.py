@@ -21,11 +21,12 @@ from mmengine.config import Config
 from mmengine.dataset import DefaultSampler
 from mmengine.registry import DATA_SAMPLERS
 from mmengine.runner import Runner
+from tiny_stage1 import ROOT, make_assets, read_probe, run_tool, write_config
 
 from granvit_mm.datasets.epoch_sampler import EpochTaggedSampler
+from granvit_mm.engine.checkpoint_io import latest_checkpoint
 from granvit_mm.engine.dist import adapt_cfg_for_cpu
 from granvit_mm.registry import MODELS
-from tiny_stage1 import ROOT, make_assets, read_probe, run_tool, write_config
 
 PROBE = '''
 custom_imports = dict(imports=['tiny_stage1'], allow_failed_imports=False)
@@ -176,7 +177,8 @@ def _strategy_run(assets, name, paper_cfg, steps, nproc=2, optim_wrapper=None, l
         extra += f'optim_wrapper = dict(_delete_=True, **{optim_wrapper!r})\n'
     if load_from:
         extra += f'load_from = {load_from!r}\n'
-    cfg = write_config(osp.join(root, f'{name}.py'), data_root, llm_dir, batch_size=B, max_iters=steps, extra=extra)
+    cfg = write_config(osp.join(root, f'{name}.py'), data_root, llm_dir, batch_size=B, max_iters=steps,
+                       extra=extra)
     work = osp.join(root, name)
     proc = run_tool([cfg, '--work-dir', work], nproc=nproc)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -186,7 +188,8 @@ def _strategy_run(assets, name, paper_cfg, steps, nproc=2, optim_wrapper=None, l
 def assert_teacher_follows_every_step(work, steps, momentum=0.1, nproc=2):
     """Per rank: the teacher starts as the student and after step n is exactly
     ``(1 - m) teacher_{n-1} + m student_n`` (one EMA update per optimiser step); ranks bit-identical."""
-    per_rank = [torch.load(osp.join(work, f'probe_rank{r}_states.pth'), weights_only=True) for r in range(nproc)]
+    per_rank = [torch.load(osp.join(work, f'probe_rank{r}_states.pth'), weights_only=True)
+                for r in range(nproc)]
     states = per_rank[0]
     assert len(states) == 1 + steps
     for other in per_rank[1:]:
@@ -196,7 +199,8 @@ def assert_teacher_follows_every_step(work, steps, momentum=0.1, nproc=2):
     names = [k[len('teacher.module.'):] for k in states[0] if k.startswith('teacher.module.')]
     assert names and all('backbone.' + n in states[0] for n in names)
     for n in names:
-        torch.testing.assert_close(states[0]['teacher.module.' + n], states[0]['backbone.' + n], rtol=0, atol=0)
+        torch.testing.assert_close(states[0]['teacher.module.' + n], states[0]['backbone.' + n], rtol=0,
+                                   atol=0)
     for step in range(1, steps + 1):
         prev, cur = states[step - 1], states[step]
         assert int(cur['teacher.steps']) == int(prev['teacher.steps']) + 1 == step + 1
@@ -222,7 +226,8 @@ def test_variant_configs_use_flexible_runner_and_adapt_to_cpu():
     assert fsdp.strategy.model_wrapper.device_id == 'cpu' and fsdp.env_cfg.dist_cfg.backend == 'gloo'
     ds = Config.fromfile(DS_CFG)
     assert ds.strategy.type == 'DeepSpeedStrategy' and ds.strategy.zero_optimization.stage == 2
-    assert ds.optim_wrapper.type == 'granvit.DeepSpeedTeacherOptimWrapper' and ds.optim_wrapper.optimizer.lr == 1e-5
+    assert (ds.optim_wrapper.type == 'granvit.DeepSpeedTeacherOptimWrapper'
+            and ds.optim_wrapper.optimizer.lr == 1e-5)
     assert ds.model == Config.fromfile(osp.join(ROOT, 'configs', 'granvit_pretrain.py')).model
 
 
@@ -255,10 +260,12 @@ def test_fsdp_variant_trains_like_ddp_and_moves_the_teacher(assets, runs):
         torch.testing.assert_close(fsdp[key], ddp[key], rtol=1e-3, atol=1e-4, msg=key)
 
 
-# DeepSpeed is optional (requirements/scale.txt). CI installs it with `pip --target` into a directory of its own
-# and names it here, so that only these runs see it (XTuner and transformers change paths when it is importable).
+# DeepSpeed is optional (requirements/scale.txt). CI installs it with `pip --target` into a directory of its
+# own and names it here, so that only these runs see it (XTuner and transformers change paths when it is
+# importable).
 DEEPSPEED_DIR = os.environ.get('GRANVIT_DEEPSPEED_DIR', '')
-HAS_DEEPSPEED = importlib.util.find_spec('deepspeed') is not None or osp.isdir(osp.join(DEEPSPEED_DIR, 'deepspeed'))
+HAS_DEEPSPEED = (importlib.util.find_spec('deepspeed') is not None
+                 or osp.isdir(osp.join(DEEPSPEED_DIR, 'deepspeed')))
 
 
 @pytest.mark.skipif(not HAS_DEEPSPEED, reason='DeepSpeed is not installed (optional: requirements/scale.txt, '
@@ -266,8 +273,8 @@ HAS_DEEPSPEED = importlib.util.find_spec('deepspeed') is not None or osp.isdir(o
 def test_deepspeed_variant_moves_the_teacher_every_step(assets, monkeypatch):
     """2 CPU processes with DeepSpeed ZeRO-2 (fp32 on CPU): the teacher follows each DeepSpeed step."""
     if DEEPSPEED_DIR:
-        monkeypatch.setenv('PYTHONPATH', os.pathsep.join(p for p in (DEEPSPEED_DIR, os.environ.get('PYTHONPATH'))
-                                                         if p))
+        paths = (DEEPSPEED_DIR, os.environ.get('PYTHONPATH'))
+        monkeypatch.setenv('PYTHONPATH', os.pathsep.join(p for p in paths if p))
     work = _strategy_run(assets, 'deepspeed', DS_CFG, steps=3, bf16=dict(enabled=torch.cuda.is_available()),
                          optim_wrapper=dict(type='granvit.DeepSpeedTeacherOptimWrapper',
                                             optimizer=dict(type='AdamW', lr=1e-3)))
@@ -275,3 +282,6 @@ def test_deepspeed_variant_moves_the_teacher_every_step(assets, monkeypatch):
     assert [r['iter'] for r in rows] == [0, 1, 2]
     assert all(torch.isfinite(torch.tensor(r['loss'])) for r in rows)
     assert_teacher_follows_every_step(work, 3)
+    # the final checkpoint, a folder every rank wrote into, reached its name only once complete
+    assert latest_checkpoint(work) == osp.join(work, 'iter_3.pth') and osp.isdir(latest_checkpoint(work))
+    assert not [f for f in os.listdir(work) if 'granvit-tmp' in f]

@@ -17,12 +17,12 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
+from tiny_stage1 import make_assets, write_config
 from torch.utils.data import Dataset
 
 from granvit_mm.engine.checkpoint_io import (AtomicLocalBackend, CheckpointSaveError, is_loadable,
                                              latest_checkpoint)
 from granvit_mm.engine.faults import describe_stop
-from tiny_stage1 import make_assets, write_config
 
 
 class _Data(Dataset):
@@ -72,7 +72,8 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(os, 'fsync', full)
     # max_keep_ckpts=1: MMEngine deletes iter_2.pth *before* writing iter_4.pth; the save fails, so it must
     # come back
-    with pytest.raises(CheckpointSaveError, match=r'(?s)iter_4\.pth: no space left on device.*iter_2\.pth') as err:
+    with pytest.raises(CheckpointSaveError,
+                       match=r'(?s)iter_4\.pth: no space left on device.*iter_2\.pth') as err:
         _toy_runner(tmp_path, 4, resume=True).train()
     assert err.value.errno == errno.ENOSPC
     monkeypatch.undo()
@@ -136,16 +137,17 @@ def test_a_shard_that_disappears_mid_run(tmp_path):
     the next epoch's worker cannot open it and the run stops naming the file; saved checkpoints stay."""
     data_root, llm_dir = make_assets(str(tmp_path))
     shard = osp.join(data_root, 'annotations', 'train-00001-of-00002.jsonl')
-    cfg = Config.fromfile(write_config(str(tmp_path / 'cfg.py'), data_root, llm_dir, batch_size=4, max_iters=8,
-                                       ckpt_interval=2))
+    cfg = Config.fromfile(write_config(str(tmp_path / 'cfg.py'), data_root, llm_dir, batch_size=4,
+                                       max_iters=8, ckpt_interval=2))
     cfg.train_dataloader.num_workers = 1
     cfg.custom_hooks.append(dict(type='_DeleteShardHook', shard=shard, after_iter=2))
     cfg.work_dir = str(tmp_path / 'work')
     runner = Runner.from_cfg(cfg)
     with pytest.raises(FileNotFoundError, match='train-00001-of-00002.jsonl'):
         runner.train()
-    assert runner.iter == 4  # 16 images / batch 4: epoch 0 finished on the open shard, epoch 1 could not start
+    # 16 images / batch 4: epoch 0 finished on the open shard, epoch 1 could not start
+    assert runner.iter == 4
     for it in (2, 4):
         assert is_loadable(osp.join(cfg.work_dir, f'iter_{it}.pth'))
-    assert 'a data file disappeared' in describe_stop(FileNotFoundError(2, 'No such file or directory', shard),
-                                                       cfg.work_dir)
+    stop = describe_stop(FileNotFoundError(2, 'No such file or directory', shard), cfg.work_dir)
+    assert 'a data file disappeared' in stop

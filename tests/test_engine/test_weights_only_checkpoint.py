@@ -13,8 +13,8 @@ def test_round_trip_restores_mmengine_objects():
     buf = HistoryBuffer()
     for v in (1.0, 2.5, 4.0):
         buf.update(v)
-    state = {'log_scalars': {'train/loss': buf}, 'runtime_info': {'arr': np.arange(3), 'f': np.float32(0.5),
-                                                                   'tags': {'a', 'a'}}}
+    state = {'log_scalars': {'train/loss': buf},
+             'runtime_info': {'arr': np.arange(3), 'f': np.float32(0.5), 'tags': {'a', 'a'}}}
     safe = to_weights_only(state)
     restored = from_weights_only(safe)
     assert isinstance(restored['log_scalars']['train/loss'], HistoryBuffer)

@@ -39,8 +39,8 @@ def write_config(path: str, data_root: str, llm_dir: str, batch_size: int = 2, m
     text = f'''
 _base_ = [{osp.join(ROOT, 'configs', 'granvit_pretrain_tiny.py')!r}]
 model = dict(
-    backbone=dict(arch=dict(_delete_=True, {', '.join(f'{k}={v}' for k, v in TINY_ARCH.items())}), img_size=64, patch_size=8,
-                  init_cfg=None),
+    backbone=dict(arch=dict(_delete_=True, {', '.join(f'{k}={v}' for k, v in TINY_ARCH.items())}),
+                  img_size=64, patch_size=8, init_cfg=None),
     head=dict(llm_path={llm_dir!r}),
     distill_loss=dict(crop_size=32, roi_size=4, max_regions=2))
 train_dataloader = dict(
@@ -110,7 +110,8 @@ class StepProbeHook(Hook):
 
     def __init__(self, probe_index: int = 0, save_states: bool = False):
         self.probe_index = probe_index
-        self.save_states = save_states  # also ``states_rank{r}.pth``: the ViTs before training and after each iter
+        # also ``states_rank{r}.pth``: the ViTs before training and after each iter
+        self.save_states = save_states
         self.states = []
 
     def _path(self, runner, suffix):
@@ -132,9 +133,9 @@ class StepProbeHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         model = unwrap(runner.model)
         samples = data_batch['data_samples']
-        row = dict(kind='iter', rank=runner.rank, iter=runner.iter, samples=[int(ds.sample_idx) for ds in samples],
-                   tasks=[ds.tasks for ds in samples], n_tokens=answer_tokens(model, samples),
-                   n_regions=distill_regions(model, samples),
+        row = dict(kind='iter', rank=runner.rank, iter=runner.iter,
+                   samples=[int(ds.sample_idx) for ds in samples], tasks=[ds.tasks for ds in samples],
+                   n_tokens=answer_tokens(model, samples), n_regions=distill_regions(model, samples),
                    **{k: float(v) for k, v in outputs.items()})
         with open(self._path(runner, '.jsonl'), 'a') as f:
             f.write(json.dumps(row) + '\n')
@@ -196,3 +197,25 @@ def last_rows(rows):
     for row in rows:
         out[row['iter']] = row
     return [out[i] for i in sorted(out)]
+
+
+@HOOKS.register_module(force=True)
+class SigkillMidWriteHook(Hook):
+    """SIGKILLs its own process half-way through writing the checkpoint of iteration ``at_iter``, whatever
+    writes it (a FlexibleRunner strategy goes through MMEngine's ``save_checkpoint`` -> ``LocalBackend.put``):
+    half the bytes are on disk under the path the writer chose."""
+    priority = 'VERY_LOW'
+
+    def __init__(self, at_iter: int):
+        self.at_iter = at_iter
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        if runner.iter + 1 != self.at_iter:
+            return
+        from mmengine.fileio import LocalBackend
+
+        def put_half_then_die(backend, obj, filepath):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        LocalBackend.put = put_half_then_die

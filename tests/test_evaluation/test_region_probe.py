@@ -23,7 +23,8 @@ def test_probe_separates_informative_from_noise_features():
     x_tr = centers[y_tr] + torch.randn(400, 16, generator=g)
     x_va = centers[y_va] + torch.randn(200, 16, generator=g)
     assert linear_probe_accuracy(x_tr, y_tr, x_va, y_va) > 95
-    noise = linear_probe_accuracy(torch.randn(400, 16, generator=g), y_tr, torch.randn(200, 16, generator=g), y_va)
+    noise = linear_probe_accuracy(torch.randn(400, 16, generator=g), y_tr, torch.randn(200, 16, generator=g),
+                                  y_va)
     assert noise < 40  # chance is 25
     out = probe_attributes(x_tr, dict(a=y_tr), x_va, dict(a=y_va))
     assert set(out) == {'a', 'mean'} and out['mean'] == out['a']
@@ -32,8 +33,8 @@ def test_probe_separates_informative_from_noise_features():
 def test_probe_tool_on_gransynth(tmp_path):
     """End to end: pixels-level encoders read colour from GranSynth regions far above chance (16.7%)."""
     from granvit_mm.toy.gran_synth import generate, object_attributes
-    assert object_attributes('a large red striped circle') == dict(size='large', colour='red', texture='striped',
-                                                                    shape='circle')
+    assert object_attributes('a large red striped circle') == dict(size='large', colour='red',
+                                                                   texture='striped', shape='circle')
     assert object_attributes('open cafe') is None
     root = str(tmp_path / 'synth')
     generate(root, num_train=60, num_val=30, ocr_fraction=0.0)
@@ -42,6 +43,7 @@ def test_probe_tool_on_gransynth(tmp_path):
         import region_probe
     finally:
         sys.path.pop(0)
-    res = region_probe.main(['--data-root', root, '--config', osp.join(REPO, 'configs', 'granvit_pretrain_tiny.py'),
+    res = region_probe.main(['--data-root', root,
+                             '--config', osp.join(REPO, 'configs', 'granvit_pretrain_tiny.py'),
                              '--encoder', 'random', '--out', str(tmp_path / 'probe.json')])
     assert res['random']['colour'] > 60 and osp.isfile(tmp_path / 'probe.json')

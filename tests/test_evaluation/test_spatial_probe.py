@@ -1,11 +1,13 @@
-"""The sub-patch probe reads where a box edge runs inside a patch, and pixel detail, from tokens that keep them."""
+"""The sub-patch probe reads where a box edge runs inside a patch, and pixel detail, from tokens that keep
+them."""
 import os.path as osp
 
 import torch
+from repo_tools import ROOT as REPO
+from repo_tools import load_tool
 
-from granvit_mm.evaluation.spatial_probe import (box_occupancy, crossed_by_edge, patch_pixels, position_accuracy,
-                                                 spatial_probe)
-from repo_tools import ROOT as REPO, load_tool
+from granvit_mm.evaluation.spatial_probe import (box_occupancy, crossed_by_edge, patch_pixels,
+                                                 position_accuracy, spatial_probe)
 
 
 def test_box_occupancy_per_sub_cell():
@@ -18,7 +20,8 @@ def test_box_occupancy_per_sub_cell():
     torch.testing.assert_close(right[:, 1:], torch.zeros(4, 3))
     assert crossed_by_edge(occ.flatten(0, 2)).tolist() == [False, True, False, True]
     # two boxes: their union, an empty image: nothing
-    both = box_occupancy([torch.tensor([[0., 0., 16., 16.], [16., 16., 32., 32.]]), torch.zeros(0, 4)], 32, 2, 4)
+    both = box_occupancy([torch.tensor([[0., 0., 16., 16.], [16., 16., 32., 32.]]), torch.zeros(0, 4)],
+                         32, 2, 4)
     assert both[0, 0, 0].min() == 1 and both[0, 1, 1].min() == 1 and both[0, 0, 1].max() == 0
     assert both[1].max() == 0
 
@@ -35,8 +38,10 @@ def test_probe_tells_informative_tokens_from_noise():
     occ = (torch.rand(3000, 16, generator=g) > 0.5).float()  # every patch crossed by an edge
     pix = torch.randn(3000, 12, generator=g)
     informative = torch.cat([occ, pix], 1) + 0.05 * torch.randn(3000, 28, generator=g)
-    good = spatial_probe(informative[:2000], occ[:2000], informative[2000:], occ[2000:], pix[:2000], pix[2000:])
-    assert good['edge_cell_acc'] > 99 and good['pixel_r2'] > 95 and good['edge_patches'] == int(crossed_by_edge(occ[2000:]).sum())
+    good = spatial_probe(informative[:2000], occ[:2000], informative[2000:], occ[2000:], pix[:2000],
+                         pix[2000:])
+    assert good['edge_cell_acc'] > 99 and good['pixel_r2'] > 95 and \
+        good['edge_patches'] == int(crossed_by_edge(occ[2000:]).sum())
     noise = torch.randn(3000, 28, generator=g)
     bad = spatial_probe(noise[:2000], occ[:2000], noise[2000:], occ[2000:], pix[:2000], pix[2000:])
     assert 40 < bad['edge_cell_acc'] < 60 and bad['pixel_r2'] < 5
@@ -53,7 +58,8 @@ def test_position_accuracy_reads_a_position_code_and_not_noise():
 
 
 def test_spatial_probe_tool_on_gransynth(tmp_path):
-    """End to end on GranSynth: a random tiny ViT's tokens keep most of their patch's pixels (the docs' finding)."""
+    """End to end on GranSynth: a random tiny ViT's tokens keep most of their patch's pixels (the docs'
+    finding)."""
     from granvit_mm.toy.gran_synth import generate
     root = str(tmp_path / 'synth')
     generate(root, num_train=60, num_val=30, ocr_fraction=0.0)

@@ -117,9 +117,9 @@ def test_mask_rcnn_full_size_backbone_and_neck_build():
 
 
 def test_mmseg_config():
+    from mmengine.structures import PixelData
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-    from mmengine.structures import PixelData
     cfg = Config.fromfile(osp.join(SEG, UPERNET))
     check_granvit_wiring(cfg)
     assert cfg.model.pretrained is None
@@ -163,4 +163,5 @@ def test_mmpretrain_config():
     # The config's layer decay reaches the GranViT blocks through ImageClassifier.get_layer_depth.
     groups = build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups
     lr = {g['param_name']: g['lr'] for g in groups}
-    assert lr['backbone.layers.0.attn.qkv.weight'] < lr['backbone.layers.3.attn.qkv.weight'] < lr['head.fc.weight']
+    assert (lr['backbone.layers.0.attn.qkv.weight'] < lr['backbone.layers.3.attn.qkv.weight']
+            < lr['head.fc.weight'])

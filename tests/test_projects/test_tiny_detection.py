@@ -1,5 +1,6 @@
 """The toy chain's transfer step: the tiny detection config trains through mmdet's packaged train.py from a
-stage-1 checkpoint, and a checkpoint that does not fit stops the run instead of training from random weights."""
+stage-1 checkpoint, and a checkpoint that does not fit stops the run instead of training from random
+weights."""
 import os
 import os.path as osp
 import subprocess
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, 'projects', 'granvit_det', 'configs', 'retinanet_granvit-tiny_simplefpn_gransynth-64px.py')
+CONFIG = osp.join(REPO, 'projects', 'granvit_det', 'configs',
+                  'retinanet_granvit-tiny_simplefpn_gransynth-64px.py')
 
 
 @pytest.fixture(scope='module')
@@ -38,10 +40,12 @@ def _train(root, work_dir, checkpoint):
             f'val_evaluator.ann_file={root}/annotations/val_coco_shape.json',
             f'test_evaluator.ann_file={root}/annotations/val_coco_shape.json',
             f'model.backbone.init_cfg.checkpoint={checkpoint}', 'train_cfg.max_iters=3',
-            'train_cfg.val_interval=3', 'default_hooks.checkpoint.interval=3', 'train_dataloader.batch_size=4']
+            'train_cfg.val_interval=3', 'default_hooks.checkpoint.interval=3',
+            'train_dataloader.batch_size=4']
     env = dict(os.environ, OMP_NUM_THREADS='1')
     return subprocess.run([sys.executable, osp.join(tools, 'train.py'), CONFIG, '--work-dir', str(work_dir),
-                           '--cfg-options'] + opts, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                           '--cfg-options'] + opts, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
 
 
 @pytest.mark.slow

@@ -24,7 +24,8 @@ def test_benchmark_reports_every_variant(llm_dir, tmp_path):
     out = tmp_path / 'bench.json'
     proc = subprocess.run(
         [sys.executable, TOOL, TINY, '--synthetic', '--turns', '3', '--batch-size', '2', '--steps', '1',
-         '--warmup', '0', '--out', str(out), '--cfg-options', f'model.head.llm_path={llm_dir}', 'model.backbone.init_cfg=None',
+         '--warmup', '0', '--out', str(out), '--cfg-options', f'model.head.llm_path={llm_dir}',
+         'model.backbone.init_cfg=None',
          'model.distill_loss.max_regions=2'],
         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -35,7 +36,8 @@ def test_benchmark_reports_every_variant(llm_dir, tmp_path):
         assert r['gflop_per_step'] > 0 and r['peak_rss_gib'] > 0
     # the same math, three ways
     for name in ('separate', 'full_vocab'):
-        assert rows[name]['loss_caption_step0'] == pytest.approx(rows['packed']['loss_caption_step0'], abs=1e-5)
+        packed = rows['packed']['loss_caption_step0']
+        assert rows[name]['loss_caption_step0'] == pytest.approx(packed, abs=1e-5)
     # what each choice costs: repeated prefixes, full-vocabulary logits, the teacher
     assert rows['separate']['gflop_per_step'] > rows['packed']['gflop_per_step']
     assert rows['full_vocab']['gflop_per_step'] > rows['packed']['gflop_per_step']

@@ -46,8 +46,8 @@ def test_make_tiny_llm(tmp_path):
 
 
 def test_vision_warm_up_trains_the_llm_on_a_fixed_start_encoder(tmp_path, monkeypatch):
-    """The warm-up updates the LLM (and a throwaway projector) and leaves the start encoder as it is, unless asked;
-    from any default scope (another library's test or script may have set one)."""
+    """The warm-up updates the LLM (and a throwaway projector) and leaves the start encoder as it is, unless
+    asked; from any default scope (another library's test or script may have set one)."""
     from mmengine.registry import DefaultScope
     from transformers import AutoModelForCausalLM
 
@@ -60,7 +60,8 @@ def test_vision_warm_up_trains_the_llm_on_a_fixed_start_encoder(tmp_path, monkey
     generate(data, num_train=8, num_val=2)
     vit = str(tmp_path / 'vit.pth')
     torch.manual_seed(0)
-    torch.save(MODELS.build(dict(type='granvit.GranViT', arch='tiny', img_size=64, patch_size=8)).state_dict(), vit)
+    start = MODELS.build(dict(type='granvit.GranViT', arch='tiny', img_size=64, patch_size=8))
+    torch.save(start.state_dict(), vit)
     seen = {}
 
     def spy(params, *args, **kwargs):
@@ -78,7 +79,8 @@ def test_vision_warm_up_trains_the_llm_on_a_fixed_start_encoder(tmp_path, monkey
 
     monkeypatch.setattr(pipeline, 'gran_pipeline', pipeline_spy)
     for train_vit, scope, tasks in ((False, 'mmpretrain', None), (True, 'granvit', dict(caption2bbox=2))):
-        llm = save_tiny_llm(str(tmp_path / f'llm{train_vit}'), region_chat_corpus(toy_records(8)), vocab_size=300)
+        llm = save_tiny_llm(str(tmp_path / f'llm{train_vit}'), region_chat_corpus(toy_records(8)),
+                            vocab_size=300)
         before = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(llm).state_dict().items()}
         with DefaultScope.overwrite_default_scope(scope):
             losses = warmup.warm_up_llm_on_images(llm, data, steps=2, batch_size=2, vit_init=vit,
@@ -87,10 +89,12 @@ def test_vision_warm_up_trains_the_llm_on_a_fixed_start_encoder(tmp_path, monkey
         after = AutoModelForCausalLM.from_pretrained(llm).state_dict()
         assert any(not torch.equal(before[k], after[k]) for k in before), 'the saved LLM did not change'
         seen[train_vit] = sum(p.numel() for p in seen['params'])
-    vit_size = sum(p.numel() for p in MODELS.build(dict(type='granvit.GranViT', arch='tiny', img_size=64, patch_size=8,
-                                                         **granvit_token_kwargs())).parameters())
+    vit = MODELS.build(dict(type='granvit.GranViT', arch='tiny', img_size=64, patch_size=8,
+                            **granvit_token_kwargs()))
+    vit_size = sum(p.numel() for p in vit.parameters())
     assert seen[True] - seen[False] == vit_size  # the ViT is trained only when asked
-    assert seen['tasks'] == [dict(global_caption=1, bbox2caption=4), dict(caption2bbox=2)]  # stage 1's by default
+    # stage 1's by default
+    assert seen['tasks'] == [dict(global_caption=1, bbox2caption=4), dict(caption2bbox=2)]
 
 
 def test_vision_tasks_argument():

@@ -39,8 +39,8 @@ class _Model(BaseModel):
 def _runner(work_dir, max_iters, ours, **kwargs):
     return Runner(
         model=_Model(), work_dir=str(work_dir),
-        train_dataloader=dict(dataset=_Data(), sampler=dict(type='DefaultSampler', shuffle=False), batch_size=2,
-                              num_workers=0, collate_fn=dict(type='default_collate')),
+        train_dataloader=dict(dataset=_Data(), sampler=dict(type='DefaultSampler', shuffle=False),
+                              batch_size=2, num_workers=0, collate_fn=dict(type='default_collate')),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
         param_scheduler=[dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=2)],

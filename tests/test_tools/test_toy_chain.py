@@ -1,4 +1,5 @@
-"""tools/analysis_tools/toy_chain.py: the summary over seeds, the table, and a failing step stopping the chain.
+"""tools/analysis_tools/toy_chain.py: the summary over seeds, the table, and a failing step stopping the
+chain.
 
 The chain itself runs the stock tools (each has its own tests); a full run is ~1 hour and recorded in
 docs/toy_chain.md.
@@ -36,9 +37,9 @@ def test_summary_is_mean_and_spread_over_the_seeds_that_have_the_measure(chain):
     assert '(n=1)' in stage2_row and '5.0 ± 0.0' in stage2_row
     pixel_row = next(v for k, v in rows.items() if 'pixels' in k)
     assert '96.0 ± 0.0 | 76.0 ± 0.0 |  |  |' in pixel_row
-    assert [k for k in rows if k not in ('| measure', '| ---')] == ['| region probe, mean attribute acc. % (n=3)',
-                                                       '| patch pixels from its token, ridge R^2 % (n=1)',
-                                                       '| stage 2 Caption2Bbox Acc@0.5 % (n=1)']
+    assert [k for k in rows if k not in ('| measure', '| ---')] == [
+        '| region probe, mean attribute acc. % (n=3)', '| patch pixels from its token, ridge R^2 % (n=1)',
+        '| stage 2 Caption2Bbox Acc@0.5 % (n=1)']
     assert text.splitlines()[0] == '| measure | random | siglip | granvit_nodistill | granvit |'
 
 
@@ -65,8 +66,10 @@ def test_missing_inputs_name_the_make_target(chain, tmp_path):
 
 
 def test_stage1_curves_put_val_rows_at_the_training_iteration_before_them(chain):
-    rows = [dict(iter=10, step=10, loss_caption=0.9), dict(iter=250, step=250, loss_caption=0.5, mse_distill=0.0),
-            {'bbox2caption/rouge_l': 40.0, 'step': 0}, dict(iter=500, step=500, loss_caption=0.4, mse_distill=0.2),
+    rows = [dict(iter=10, step=10, loss_caption=0.9),
+            dict(iter=250, step=250, loss_caption=0.5, mse_distill=0.0),
+            {'bbox2caption/rouge_l': 40.0, 'step': 0},
+            dict(iter=500, step=500, loss_caption=0.4, mse_distill=0.2),
             {'bbox2caption/rouge_l': 45.0, 'step': 0}]
     curves = chain.stage1_curves(rows)
     assert curves['rouge_l'] == [(250, 40.0), (500, 45.0)]

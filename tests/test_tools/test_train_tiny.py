@@ -23,7 +23,8 @@ def assets(tmp_path_factory):
 
 
 def _train(work_dir, data, llm, max_iters, *extra):
-    opts = [f'model.head.llm_path={llm}', 'model.backbone.init_cfg=None', f'train_dataloader.dataset.data_root={data}',
+    opts = [f'model.head.llm_path={llm}', 'model.backbone.init_cfg=None',
+            f'train_dataloader.dataset.data_root={data}',
             f'val_dataloader.dataset.data_root={data}', f'test_dataloader.dataset.data_root={data}',
             'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
             f'train_cfg.max_iters={max_iters}', 'train_cfg.val_interval=2',
@@ -73,7 +74,8 @@ def test_missing_tiny_siglip_names_the_command(assets, tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
-    assert 'tools/misc/make_tiny_siglip.py --data-root data/gran_synth --out-dir data/tiny_siglip' in proc.stderr
+    assert ('tools/misc/make_tiny_siglip.py --data-root data/gran_synth --out-dir data/tiny_siglip'
+            in proc.stderr)
 
 
 def test_missing_data_names_the_command(tmp_path):

@@ -1,6 +1,5 @@
 """Session-wide tiny stage-2 assets (see stage2_assets.py): built once, read by every stage-2 test."""
 import pytest
-
 from stage2_assets import make_stage1_checkpoint, make_tiny_llm
 
 

@@ -69,7 +69,8 @@ def sample_images(n: int = 3, seed: int = 0):
 
 
 def env():
-    return dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
+    return dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT, HF_HUB_OFFLINE='1',
+                TRANSFORMERS_OFFLINE='1')
 
 
 def save_export(out_dir: str, llm_dir: str, encoder_dir: str, seed: int = 1) -> str:

@@ -1,5 +1,5 @@
-"""Every stage-2 config builds its model -- the real classes and loading paths -- from tiny stand-ins of the same
-architectures (Qwen2 / Llama LLM, SigLIP tower), trains a step, and states the paper's recipe."""
+"""Every stage-2 config builds its model -- the real classes and loading paths -- from tiny stand-ins of the
+same architectures (Qwen2 / Llama LLM, SigLIP tower), trains a step, and states the paper's recipe."""
 import glob
 import os.path as osp
 
@@ -43,7 +43,7 @@ def test_real_config_recipe_and_build_with_standins(path, tiny_llm_dir, llama_di
     cfg = Config.fromfile(path)
     name = osp.basename(path)
     llama = 'llama3' in name
-    # ---- the recipe (paper where it says; GRANVIT.md)
+    # ---- the recipe (paper where it says; docs/method.md)
     assert cfg.image_size == 512 and cfg.image_processor.size == 512
     assert cfg.model.freeze_visual_encoder is True and cfg.model.visual_select_layer == -1
     assert cfg.batch_size * cfg.accumulative_counts * 8 == 256 and cfg.max_epochs == 1

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from repo_tools import load_tool
 
 from granvit_mm.toy.tiny_llm import region_chat_corpus, toy_records, train_tokenizer
 from granvit_mm.xtuner.stage2_eval import (build_eval_dataset, evaluate_stage2, format_metrics, load_stage2,
                                            load_stage2_state_dict, predict, score)
-from repo_tools import load_tool
 
 W, H = 40, 30
 # normalised by the padded side 40: A = [0.05, 0.075, 0.5, 0.625], B = [0.25, 0.0, 1.0, 0.75]

@@ -1,4 +1,5 @@
-"""tools/model_converters/granvit_to_hf.py: stage-1 checkpoint -> SiglipVisionModel directory, round-tripped."""
+"""tools/model_converters/granvit_to_hf.py: stage-1 checkpoint -> SiglipVisionModel directory,
+round-tripped."""
 import os
 import os.path as osp
 import subprocess
@@ -42,7 +43,8 @@ def test_cli_exports_a_loadable_tower_that_round_trips(stage1_ckpt, tmp_path, wh
     for k, v in expected.items():
         torch.testing.assert_close(back[k], v, rtol=0, atol=0)
     # post_layernorm is not part of the tokens: exported as the identity affine
-    assert torch.equal(back['norm.weight'], torch.ones(64)) and torch.equal(back['norm.bias'], torch.zeros(64))
+    assert torch.equal(back['norm.weight'], torch.ones(64))
+    assert torch.equal(back['norm.bias'], torch.zeros(64))
     other = _vit(stage1, 'teacher.module.' if which == 'student' else 'backbone.')
     assert not torch.equal(back['layers.0.attn.qkv.weight'], other['layers.0.attn.qkv.weight'])
 
@@ -56,13 +58,14 @@ def test_siglip_to_granvit_to_siglip_keeps_every_hidden_state():
     from granvit_mm.models.backbones import GranViT
     from granvit_mm.xtuner.encoder import to_siglip_vision_model
     torch.manual_seed(0)
-    config = SiglipVisionConfig(hidden_size=36, num_attention_heads=3, intermediate_size=80, num_hidden_layers=3,
-                                image_size=28, patch_size=7)
+    config = SiglipVisionConfig(hidden_size=36, num_attention_heads=3, intermediate_size=80,
+                                num_hidden_layers=3, image_size=28, patch_size=7)
     src = SiglipVisionModel(config).eval()
     with torch.no_grad():
         for name, p in src.named_parameters():
             p.add_(torch.randn_like(p) * (0.2 if 'norm' in name else 0.05))
-    vit = GranViT(**granvit_kwargs(src.state_dict(), config.to_dict()), out_type='raw', **granvit_token_kwargs())
+    vit = GranViT(**granvit_kwargs(src.state_dict(), config.to_dict()), out_type='raw',
+                  **granvit_token_kwargs())
     state = convert_siglip_vision(src.state_dict())
     vit.load_state_dict({k: v for k, v in state.items() if not k.startswith('norm.')}, strict=True)
     back = to_siglip_vision_model(vit)
@@ -99,8 +102,8 @@ def test_from_init_exports_the_starting_vit_without_projector(tmp_path):
     vit = GranViT(arch='tiny', img_size=64, patch_size=8)
     ckpt = tmp_path / 'start.pth'
     torch.save(vit.state_dict(), ckpt)
-    proc = _run('--from-init', '--config', _init_config(tmp_path, dict(type='Pretrained', checkpoint=str(ckpt))),
-                tmp_path / 'pretrained')
+    init_config = _init_config(tmp_path, dict(type='Pretrained', checkpoint=str(ckpt)))
+    proc = _run('--from-init', '--config', init_config, tmp_path / 'pretrained')
     assert proc.returncode == 0, proc.stderr[-3000:]
     c = SiglipVisionModel.from_pretrained(tmp_path / 'pretrained').state_dict()
     patch = 'vision_model.embeddings.patch_embedding.weight'
@@ -115,7 +118,8 @@ def test_bad_inputs_say_what_is_wrong(stage1_ckpt, tmp_path):
     old = tmp_path / 'old.pth'
     torch.save(state, old)
     proc = _run(old, tmp_path / 'out')
-    assert proc.returncode != 0 and 'post-norm visual tokens' in proc.stderr and 'Traceback' not in proc.stderr
+    assert proc.returncode != 0 and 'post-norm visual tokens' in proc.stderr
+    assert 'Traceback' not in proc.stderr
     proc = _run(tmp_path / 'missing.pth', tmp_path / 'out')
     assert proc.returncode != 0 and 'checkpoint not found' in proc.stderr
     proc = _run('--from-init', tmp_path / 'out')

@@ -1,4 +1,5 @@
-"""tools/model_converters/xtuner_to_hf_llava.py: a stage-2 checkpoint -> transformers' LLaVA, same greedy answers."""
+"""tools/model_converters/xtuner_to_hf_llava.py: a stage-2 checkpoint -> transformers' LLaVA, same greedy
+answers."""
 import os.path as osp
 import subprocess
 import sys
@@ -35,9 +36,9 @@ def xtuner_answers(model, tokenizer, images, max_new_tokens=12):
 
 def hf_answers(model, processor, images, max_new_tokens=12, batched=False):
     """The documented transformers usage: chat template + processor + generate."""
-    prompts = [processor.apply_chat_template([{'role': 'user', 'content': [{'type': 'image'},
-                                                                             {'type': 'text', 'text': q}]}])
-               for q in QUESTIONS]
+    messages = [[{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': q}]}]
+                for q in QUESTIONS]
+    prompts = [processor.apply_chat_template(m) for m in messages]
     out = []
     for im in images:
         if batched:
@@ -106,7 +107,8 @@ def test_wrong_checkpoint_is_refused(tiny_llm_dir, encoder_dir, tmp_path):
     bad = tmp_path / 'bad.pth'
     torch.save(dict(state_dict={'foo.weight': torch.zeros(1)}), bad)
     proc = subprocess.run([sys.executable, TOOL, tiny_config(tmp_path, tiny_llm_dir, encoder_dir), str(bad),
-                           str(tmp_path / 'out')], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+                           str(tmp_path / 'out')], cwd=ROOT, env=env(), capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode != 0 and 'projector' in proc.stderr and 'Traceback' not in proc.stderr
 
 
@@ -123,3 +125,50 @@ def test_chat_template_writes_xtuner_prompts(name):
     expected = (t['INSTRUCTION'].format(input='<image>\nQ1') + 'A1' + t['SUFFIX'] + t.get('SEP', '')
                 + t['INSTRUCTION'].format(input='Q2'))
     assert text == expected
+
+
+def _export_files(out):
+    """{file name: tensors (safetensors) / parsed JSON / bytes} of an export directory."""
+    import json
+
+    from safetensors.torch import load_file
+    files = {}
+    for path in sorted(out.iterdir()):
+        if path.suffix == '.safetensors':
+            files[path.name] = load_file(str(path))
+        elif path.suffix == '.json':
+            files[path.name] = json.loads(path.read_text())
+        else:
+            files[path.name] = path.read_bytes()
+    return files
+
+
+def test_xtuner_convert_pth_to_hf_gives_our_export(tiny_llm_dir, encoder_dir, tmp_path):
+    """`xtuner convert pth_to_hf CONFIG PTH OUT --save-format huggingface` (GranViTLLaVAModel's own
+    to_huggingface_llava) writes what tools/model_converters/xtuner_to_hf_llava.py writes."""
+    model = build_llava(tiny_llm_dir, encoder_dir)
+    with torch.no_grad():
+        for p in list(model.projector.parameters()) + list(model.llm.parameters())[:3]:
+            p.add_(torch.randn_like(p) * 0.05)
+    ckpt = tmp_path / 'iter_1.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    config = tiny_config(tmp_path, tiny_llm_dir, encoder_dir)
+    ours, theirs = tmp_path / 'ours', tmp_path / 'xtuner'
+    for cmd in ([sys.executable, TOOL, config, str(ckpt), str(ours)],
+                [sys.executable, '-m', 'xtuner.tools.model_converters.pth_to_hf', config, str(ckpt),
+                 str(theirs), '--save-format', 'huggingface', '--fp32', '--safe-serialization']):
+        proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    got, want = _export_files(theirs), _export_files(ours)
+    assert got.pop('xtuner_config.py') == open(config, 'rb').read()  # XTuner copies the config along
+    assert sorted(got) == sorted(want) and 'model.safetensors' in want
+    for name, content in want.items():
+        if name.endswith('.safetensors'):
+            assert sorted(got[name]) == sorted(content)
+            for key, tensor in content.items():
+                assert torch.equal(got[name][key], tensor), key
+        else:
+            assert got[name] == content, name
+    trained = {k: v for k, v in model.state_dict().items() if k.startswith('projector.')}
+    assert torch.equal(want['model.safetensors']['multi_modal_projector.linear_1.weight'],
+                       trained['projector.model.0.weight'])

@@ -156,6 +156,7 @@ def test_collate_sampler_and_epoch_draws(synth_dir, tokenizer):
     assert sorted(sampler) == list(range(12))
     # the epoch-tagging sampler through a torch DataLoader, as XTuner's Runner builds it
     from torch.utils.data import DataLoader
+
     from granvit_mm.datasets import EpochTaggedSampler
     tagged = EpochTaggedSampler(ds, shuffle=False)
     tagged.set_epoch(3)

@@ -34,7 +34,8 @@ def test_loss_sees_every_patch_and_trains_projector_and_llm(tiny_llm_dir, encode
     model = build_llava(tiny_llm_dir, encoder_dir)
     model.train()
     seen = {}
-    model.llm.register_forward_pre_hook(lambda m, a, kw: seen.update(embeds=kw['inputs_embeds']), with_kwargs=True)
+    model.llm.register_forward_pre_hook(lambda m, a, kw: seen.update(embeds=kw['inputs_embeds']),
+                                        with_kwargs=True)
     ids = torch.tensor([[5, 6, IMAGE_TOKEN_INDEX, 7, 8, 9], [5, IMAGE_TOKEN_INDEX, 7, 8, 9, 10]])
     labels = torch.tensor([[IGNORE_INDEX] * 4 + [8, 9], [IGNORE_INDEX] * 3 + [8, 9, 10]])
     data = dict(input_ids=ids, labels=labels, attention_mask=torch.ones_like(ids, dtype=torch.bool),

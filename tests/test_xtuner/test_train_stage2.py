@@ -1,6 +1,6 @@
-"""End to end, as docs/stage2.md tells a user: export the stage-1 encoder, `python -m xtuner.tools.train` the tiny
-stage-2 config, evaluate, export to transformers. `xtuner train` can exit 0 after a crash, so the test checks
-what the run leaves behind (checkpoints, logged losses), not just the exit code."""
+"""End to end, as docs/stage2.md tells a user: export the stage-1 encoder, `python -m xtuner.tools.train` the
+tiny stage-2 config, evaluate, export to transformers. `xtuner train` can exit 0 after a crash, so the test
+checks what the run leaves behind (checkpoints, logged losses), not just the exit code."""
 import os
 import os.path as osp
 import re
@@ -12,13 +12,14 @@ import pytest
 import torch
 from stage2_assets import ROOT, env
 
-CFG = osp.join(ROOT, 'projects', 'granvit_xtuner', 'configs', 'granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py')
+CFG = osp.join(ROOT, 'projects', 'granvit_xtuner', 'configs',
+               'granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py')
 WORK = 'work_dirs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2'
 
 
 def _run(cwd, *cmd, timeout=600):
-    proc = subprocess.run([sys.executable, *map(str, cmd)], cwd=cwd, env=env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run([sys.executable, *map(str, cmd)], cwd=cwd, env=env(), capture_output=True,
+                          text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc.stdout + proc.stderr
 

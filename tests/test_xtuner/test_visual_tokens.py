@@ -1,4 +1,5 @@
-"""One definition of the visual tokens: stage 1, the XTuner model and transformers' LLaVA give the same tensor.
+"""One definition of the visual tokens: stage 1, the XTuner model and transformers' LLaVA give the same
+tensor.
 
 The three paths, for the same image:
 1. stage 1: the stage-1 pipeline (``GranSquareResize``, ``ImgDataPreprocessor``) -> ``GranViTPretrainer``;
@@ -26,7 +27,8 @@ def test_layer_counts_like_hf_hidden_states():
     assert vt.num_visual_tokens(512, 16) == 1024 and vt.num_visual_tokens(30, 7) == 16
 
 
-@pytest.mark.parametrize('bad, err', [(0, ValueError), (1.0, TypeError), (True, TypeError), ('-1', TypeError)])
+@pytest.mark.parametrize('bad, err',
+                         [(0, ValueError), (1.0, TypeError), (True, TypeError), ('-1', TypeError)])
 def test_bad_layers_are_refused(bad, err):
     with pytest.raises(err, match='visual layer'):
         vt.check_layer(bad)
@@ -47,7 +49,8 @@ def test_granvit_block_equals_hf_hidden_state(layer):
     from granvit_mm.xtuner.encoder import to_siglip_vision_model
     torch.manual_seed(0)
     arch = dict(embed_dims=48, num_layers=3, num_heads=4, feedforward_channels=96)
-    vit = GranViT(arch=arch, img_size=32, patch_size=8, out_type='raw', **vt.granvit_token_kwargs(layer)).eval()
+    vit = GranViT(arch=arch, img_size=32, patch_size=8, out_type='raw',
+                  **vt.granvit_token_kwargs(layer)).eval()
     with torch.no_grad():
         for name, p in vit.named_parameters():  # non-trivial LayerNorm affines and biases too
             p.add_(torch.randn_like(p) * (0.2 if 'ln' in name else 0.05))
@@ -139,7 +142,8 @@ def test_exported_processor_is_the_stage1_preprocessing(encoder_dir):
         ours = processor(Image.fromarray(img), return_tensors='pt')['pixel_values'][0].numpy()
         np.testing.assert_array_equal(ours, to_model_input(img, 64)[0])
         square = GranSquareResize(size=64).transform(dict(img=img))['img'].astype(np.float32)
-        stage1 = ((square - np.array(PIXEL_MEAN, np.float32)) / np.array(PIXEL_STD, np.float32)).transpose(2, 0, 1)
+        normalised = (square - np.array(PIXEL_MEAN, np.float32)) / np.array(PIXEL_STD, np.float32)
+        stage1 = normalised.transpose(2, 0, 1)
         np.testing.assert_allclose(ours, stage1, atol=1e-6)
     with pytest.raises(ValueError, match='uint8'):  # already normalised pixels are refused
         processor(np.full((8, 8, 3), -0.5, np.float32))

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from granvit_mm.models.backbones import GranViT
 from granvit_mm.core.siglip_keys import convert_siglip_vision
+from granvit_mm.models.backbones import GranViT
 
 DTYPES = dict(fp32=torch.float32, bf16=torch.bfloat16, fp16=torch.float16)
 

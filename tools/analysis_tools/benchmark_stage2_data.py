@@ -158,6 +158,7 @@ def image_reference(tmp: str, seconds: float, size: int = 512) -> dict:
     """What the image side of an item costs, for scale: a 1024x768 JPEG photo-like image read with
     ``LoadGranImage`` (Pillow decode, EXIF, size check) and made a ``size`` px model input."""
     from PIL import Image
+
     from granvit_mm.core.image_input import to_model_input
     from granvit_mm.datasets.transforms import LoadGranImage
     rng = np.random.default_rng(0)

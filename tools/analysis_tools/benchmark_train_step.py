@@ -11,7 +11,8 @@ initial weights:
 - ``separate``: the naive way: K sequences per image, each repeating the prefix and its image tokens;
 - ``full_vocab``: packed, but ``lm_head`` over every position (the (B, L, V) logits a plain causal-LM loss
   computes) instead of the answer tokens only;
-- ``no_distill``: packed without the distillation loss and without the teacher (its crops' forward and the EMA).
+- ``no_distill``: packed without the distillation loss and without the teacher (its crops' forward and the
+  EMA).
 The caption loss of the first step must agree across packed / separate / full_vocab (same math); the script
 prints it so a regression in packing shows.
 
@@ -60,7 +61,8 @@ def parse_args(argv=None):
     p.add_argument('--steps', type=int, default=5, help='timed steps per variant')
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--variants', default=','.join(VARIANTS))
-    p.add_argument('--synthetic', action='store_true', help='synthetic questions/boxes instead of the dataset')
+    p.add_argument('--synthetic', action='store_true',
+                   help='synthetic questions/boxes instead of the dataset')
     p.add_argument('--turns', type=int, default=5, help='--synthetic: questions per image (K)')
     p.add_argument('--standin-llm', choices=['qwen2.5-1.5b'], default=None)
     p.add_argument('--standin-layers', type=int, default=None)
@@ -77,6 +79,7 @@ def parse_args(argv=None):
 def standin_llm(out_dir: str, layers=None, device: str = 'cpu') -> str:
     """A random Qwen2 with Qwen2.5-1.5B's widths and the toy tokenizer (ids < its vocabulary)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
+
     from granvit_mm.toy.tiny_llm import region_chat_corpus, toy_records, train_tokenizer
     tok = train_tokenizer(region_chat_corpus(toy_records(seed=0)), 512)
     cfg = Qwen2Config(**dict(QWEN25_15B, num_hidden_layers=layers or QWEN25_15B['num_hidden_layers']),
@@ -98,8 +101,9 @@ def load_cfg(args) -> Config:
 
 
 def build(cfg: Config, device: str):
-    from granvit_mm.registry import MODELS
     from mmengine.optim import build_optim_wrapper
+
+    from granvit_mm.registry import MODELS
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -115,6 +119,7 @@ def build(cfg: Config, device: str):
 
 def real_batch(cfg: Config, batch_size: int) -> dict:
     from mmengine.dataset import pseudo_collate
+
     from granvit_mm.registry import DATASETS
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     return pseudo_collate([dataset[(0, i)] for i in range(batch_size)])
@@ -128,11 +133,13 @@ def synthetic_batch(img_size: int, batch_size: int, turns: int) -> dict:
     for _ in range(batch_size):
         inputs.append(torch.randint(0, 256, (3, img_size, img_size), dtype=torch.uint8, generator=g))
         boxes = torch.rand(turns, 4, generator=g)
-        boxes = torch.cat([boxes[:, :2].min(boxes[:, 2:]), boxes[:, :2].max(boxes[:, 2:]) + 0.05], 1).clamp(0, 1)
+        boxes = torch.cat([boxes[:, :2].min(boxes[:, 2:]), boxes[:, :2].max(boxes[:, 2:]) + 0.05], 1)
+        boxes = boxes.clamp(0, 1)
         tasks = [dict(task='global_caption', question=global_caption_question(), box=None, region=-1,
                       answer='a large red striped circle in the top left and a small blue square below it')]
-        tasks += [dict(task='bbox2caption', question=bbox2caption_question(b.tolist()), box=b.tolist(), region=k,
-                       answer='a large red striped circle') for k, b in enumerate(boxes[:turns - 1])]
+        tasks += [dict(task='bbox2caption', question=bbox2caption_question(b.tolist()), box=b.tolist(),
+                       region=k, answer='a large red striped circle')
+                  for k, b in enumerate(boxes[:turns - 1])]
         ds = GranDataSample()
         ds.tasks = tasks
         ds.distill_bboxes = boxes * img_size
@@ -261,7 +268,8 @@ def table(rows) -> str:
                else f"{r.get('peak_mem_gib', 0):.2f} | - |" if cuda
                else f"{r['peak_rss_gib']:.2f} | {r['step_rss_growth_gib']:.2f} |")
         lines.append(f"| {r['variant']} | {r['step_s']:.3f} | {r['images_per_s']:.1f} | "
-                     f"{base['step_s'] / r['step_s']:.2f}x | {r['gflop_per_step']:.1f} | {r['achieved_tflops']:.3f} | "
+                     f"{base['step_s'] / r['step_s']:.2f}x | {r['gflop_per_step']:.1f} | "
+                     f"{r['achieved_tflops']:.3f} | "
                      f"{mem} {r['loss_caption_step0']:.5f} |")
     return '\n'.join(lines)
 
@@ -288,7 +296,8 @@ def main(argv=None):
                 raise SystemExit(f'variant {name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}')
             rows.append(json.loads(line[-1][len('RESULT '):]))
             print(f"{name}: {rows[-1]['step_s']:.3f} s/step", flush=True)
-    print(f'\n{args.config}, device {rows[0].get("device_name", args.device)}, batch {rows[0]["batch_size"]}, '
+    print(f'\n{args.config}, device {rows[0].get("device_name", args.device)}, '
+          f'batch {rows[0]["batch_size"]}, '
           f'median of {args.steps} steps after {args.warmup} warm-up\n')
     print(table(rows))
     losses = [r['loss_caption_step0'] for r in rows if r['variant'] in ('packed', 'separate', 'full_vocab')]

@@ -26,6 +26,7 @@ def main(argv=None):
     sys.path.insert(0, 'tools/analysis_tools')
     from mmengine.config import Config
     from region_probe import build_encoder, load_split
+
     from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER
     from granvit_mm.models.losses import RegionDistillLoss
     cfg = Config.fromfile(args.config).model

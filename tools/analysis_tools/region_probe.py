@@ -1,14 +1,16 @@
-"""Region probe of frozen encoders on GranSynth: linear read-out of object attributes from RoIAligned features.
+"""Region probe of frozen encoders on GranSynth: linear read-out of object attributes from RoIAligned
+features.
 
     python tools/analysis_tools/region_probe.py --data-root data/gran_synth \
         --encoder random --encoder stage1=work_dirs/granvit_pretrain_tiny/iter_1000.pth:backbone. \
         --encoder teacher=work_dirs/granvit_pretrain_tiny/iter_1000.pth:teacher.module.
 
-Each ``--encoder`` is ``random`` (the backbone config's own init, seeded) or ``NAME=CHECKPOINT[:PREFIX]``
-(a GranViT state dict, a stage-1 checkpoint with prefix ``backbone.`` or ``teacher.module.``, or a
-converted SigLIP tower). The backbone architecture comes from ``--config`` (default: the tiny stage-1
-config), and the features are its visual tokens (``granvit_mm.core.visual_tokens``: the block the MLLM
-reads, before the final LayerNorm) as a dense map. Prints, per encoder, the val accuracy (%) of size, colour, texture and shape and their mean.
+Each ``--encoder`` is ``random`` (the backbone config's own init, seeded) or ``NAME=CHECKPOINT[:PREFIX]`` (a
+GranViT state dict, a stage-1 checkpoint with prefix ``backbone.`` or ``teacher.module.``, or a converted
+SigLIP tower). The backbone architecture comes from ``--config`` (default: the tiny stage-1 config), and the
+features are its visual tokens (``granvit_mm.core.visual_tokens``: the block the MLLM reads, before the final
+LayerNorm) as a dense map. Prints, per encoder, the val accuracy (%) of size, colour, texture and shape and
+their mean.
 """
 import argparse
 import json
@@ -95,8 +97,9 @@ def main(argv=None):
     p.add_argument('--encoder', action='append', required=True, help="'random' or NAME=CKPT[:PREFIX]")
     p.add_argument('--seed', type=int, default=0, help='seed of the random init')
     p.add_argument('--limit', type=int, default=0, help='use the first N train images (0: all)')
-    p.add_argument('--roi-size', type=int, default=2, help='RoIAlign grid per region side (1: one pooled vector '
-                   'per region, about what an LLM attention head averaging over the region can see)')
+    p.add_argument('--roi-size', type=int, default=2,
+                   help='RoIAlign grid per region side (1: one pooled vector per region, about what an LLM '
+                   'attention head averaging over the region can see)')
     p.add_argument('--out', help='write the results as JSON here')
     args = p.parse_args(argv)
     backbone, visual_layer, img_size = encoder_setup(args.config)
@@ -107,8 +110,9 @@ def main(argv=None):
     results = {}
     for spec in args.encoder:
         name, model = build_encoder(backbone, spec, args.seed, visual_layer)
-        acc = probe_attributes(features(model, train[0], train[1], img_size, roi_size=args.roi_size), train[2],
-                               features(model, val[0], val[1], img_size, roi_size=args.roi_size), val[2])
+        train_x = features(model, train[0], train[1], img_size, roi_size=args.roi_size)
+        val_x = features(model, val[0], val[1], img_size, roi_size=args.roi_size)
+        acc = probe_attributes(train_x, train[2], val_x, val[2])
         results[name] = acc
         print(f'{name:>16s}  ' + '  '.join(f'{k} {v:5.1f}' for k, v in acc.items()), flush=True)
     return save_results(results, args.out)

@@ -7,8 +7,8 @@
 The measurement behind docs/toy_chain.md's detection finding (pretrained encoders lose box precision): per
 encoder, a ridge read-out from each patch's visual token to the box occupancy of its 4x4 sub-cells, scored on
 val patches that a box edge crosses, the R^2 of a ridge read-out of the patch's own pixels, and how often a
-read-out names the token's own patch position (``granvit_mm/evaluation/spatial_probe.py``). ``--encoder`` takes
-the same specs as region_probe.py.
+read-out names the token's own patch position (``granvit_mm/evaluation/spatial_probe.py``). ``--encoder``
+takes the same specs as region_probe.py.
 """
 import argparse
 import os.path as osp
@@ -41,7 +41,8 @@ def main(argv=None):
     p.add_argument('--out', help='write the results as JSON here')
     args = p.parse_args(argv)
     backbone, visual_layer, img_size = encoder_setup(args.config)
-    train, val = load_split(args.data_root, 'train', img_size, args.limit), load_split(args.data_root, 'val', img_size)
+    train = load_split(args.data_root, 'train', img_size, args.limit)
+    val = load_split(args.data_root, 'val', img_size)
     results = {}
     for spec in args.encoder:
         name, model = build_encoder(backbone, spec, args.seed, visual_layer)
@@ -51,8 +52,8 @@ def main(argv=None):
         pix = [patch_pixels(s[0], grid).flatten(0, 2) for s in (train, val)]
         results[name] = spatial_probe(tr, occ[0], va, occ[1], pix[0], pix[1])
         results[name]['position_acc'] = position_accuracy(tr, va, grid)
-        print(f'{name:>18s}  ' + '  '.join(f'{k} {v:.1f}' if isinstance(v, float) else f'{k} {v}'
-                                          for k, v in results[name].items()), flush=True)
+        cells = (f'{k} {v:.1f}' if isinstance(v, float) else f'{k} {v}' for k, v in results[name].items())
+        print(f'{name:>18s}  ' + '  '.join(cells), flush=True)
     return save_results(results, args.out)
 
 

@@ -35,7 +35,8 @@ PY = sys.executable
 STAGE1_CFG = 'configs/granvit_pretrain_tiny.py'
 DET_CFG = 'projects/granvit_det/configs/retinanet_granvit-tiny_simplefpn_gransynth-64px.py'
 STAGE2_CFG = 'projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py'
-ENCODERS = ('random', 'siglip', 'granvit_nodistill', 'granvit')  # table order: each should beat the one before
+# table order: each should beat the one before
+ENCODERS = ('random', 'siglip', 'granvit_nodistill', 'granvit')
 
 
 def run(cmd, log, env=None):
@@ -44,7 +45,8 @@ def run(cmd, log, env=None):
     t0 = time.time()
     os.makedirs(osp.dirname(log), exist_ok=True)
     with open(log, 'w') as f:
-        code = subprocess.call(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
+        code = subprocess.call(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+                               env=dict(os.environ, **(env or {})))
     if code != 0:
         tail = open(log, errors='replace').read()[-3000:]
         sys.exit(f'[toy_chain] step failed (exit {code}); log {log}:\n{tail}')
@@ -67,7 +69,8 @@ def stage1(args, seed, siglip_ckpt, distill):
     if not osp.isfile(ckpt):
         opts = [f'randomness.seed={seed}', f'model.head.llm_path={args.llm_path}',
                 f'train_cfg.max_iters={args.stage1_iters}',
-                'model.backbone.init_cfg.type=Pretrained', f'model.backbone.init_cfg.checkpoint={siglip_ckpt}']
+                'model.backbone.init_cfg.type=Pretrained',
+                f'model.backbone.init_cfg.checkpoint={siglip_ckpt}']
         if not distill:
             opts.append('model.distill_loss=None')
         run([PY, 'tools/train.py', STAGE1_CFG, '--work-dir', wd, '--cfg-options'] + opts, wd + '.log',
@@ -113,7 +116,8 @@ def detection(args, seed, name, ckpt):
             f'model.backbone.init_cfg.prefix={None if name == "siglip" else "backbone."}']
         root = args.data_root.rstrip('/') + '/'
         opts = [f'randomness.seed={seed}', f'train_cfg.max_iters={args.det_iters}',
-                f'train_cfg.val_interval={args.det_iters}', f'default_hooks.checkpoint.interval={args.det_iters}',
+                f'train_cfg.val_interval={args.det_iters}',
+                f'default_hooks.checkpoint.interval={args.det_iters}',
                 f'param_scheduler.1.end={args.det_iters}',
                 f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
                 f'test_dataloader.dataset.data_root={root}',
@@ -142,13 +146,13 @@ def stage2(args, seed, name, ckpt):
                 f'model.llm.pretrained_model_name_or_path={args.llm_path}',
                 f'tokenizer.pretrained_model_name_or_path={args.llm_path}',
                 f'train_cfg.max_iters={args.stage2_iters}', f'randomness.seed={seed}']
-        run([PY, '-m', 'xtuner.tools.train', STAGE2_CFG, '--work-dir', wd, '--cfg-options'] + opts, wd + '.log',
-            env=dict(OMP_NUM_THREADS=str(args.threads)))
+        run([PY, '-m', 'xtuner.tools.train', STAGE2_CFG, '--work-dir', wd, '--cfg-options'] + opts,
+            wd + '.log', env=dict(OMP_NUM_THREADS=str(args.threads)))
         final = osp.join(wd, f'iter_{args.stage2_iters}.pth')
         if not osp.exists(final):  # `xtuner train` exits 0 when training crashes (docs/install.md)
             sys.exit(f'[toy_chain] stage 2 left no {final}; see {wd}.log')
-        run([PY, 'tools/analysis_tools/eval_stage2.py', STAGE2_CFG, final, '--tasks', 'caption2bbox', '--out', out,
-             '--cfg-options'] + opts,
+        run([PY, 'tools/analysis_tools/eval_stage2.py', STAGE2_CFG, final, '--tasks', 'caption2bbox',
+             '--out', out, '--cfg-options'] + opts,
             base + '.eval.log', env=dict(OMP_NUM_THREADS=str(args.threads)))
     with open(out) as f:
         m = json.load(f)
@@ -185,7 +189,8 @@ def chain_seed(args, seed):
 def summarise(per_seed):
     """{measure: {encoder: mean/spread/values}} over the seeds that have the measure."""
     out = {}
-    for measure in ('probe', 'pixel_r2', 'edge_cell_acc', 'position_acc', 'det_map', 'stage2_acc50', 'rouge_l'):
+    for measure in ('probe', 'pixel_r2', 'edge_cell_acc', 'position_acc', 'det_map', 'stage2_acc50',
+                    'rouge_l'):
         runs = [r[measure] for r in per_seed.values() if measure in r]
         if runs:
             out[measure] = {n: spread([r[n] for r in runs]) for n in runs[0]}
@@ -193,7 +198,8 @@ def summarise(per_seed):
 
 
 def table(summary, seeds):
-    names = dict(probe='region probe, mean attribute acc. %', pixel_r2='patch pixels from its token, ridge R^2 %',
+    names = dict(probe='region probe, mean attribute acc. %',
+                 pixel_r2='patch pixels from its token, ridge R^2 %',
                  edge_cell_acc='box-edge sub-cells from the token, acc. %',
                  position_acc='patch position from the token, acc. %', det_map='RetinaNet bbox mAP x100',
                  stage2_acc50='stage 2 Caption2Bbox Acc@0.5 %', rouge_l='stage 1 val Bbox2Caption ROUGE-L')
@@ -219,7 +225,8 @@ def plot(curves, path):
             for name, run in by_run.items():
                 if run[key]:
                     ax.plot(*zip(*run[key]), marker='o' if key == 'rouge_l' else None, alpha=0.7,
-                            color='C0' if name == 'granvit' else 'C1', label=name if seed == min(curves) else None)
+                            color='C0' if name == 'granvit' else 'C1',
+                            label=name if seed == min(curves) else None)
         ax.set_title(title)
         ax.set_xlabel('stage-1 iteration')
         ax.grid(alpha=0.3)
@@ -237,8 +244,9 @@ def parse_args(argv=None):
     p.add_argument('--siglip', default='data/tiny_siglip/granvit_tiny_siglip.pth',
                    help='the start encoder (`make tiny-siglip`), as a GranViT checkpoint')
     p.add_argument('--stage1-iters', type=int, default=1000)
-    p.add_argument('--det-iters', type=int, default=300, help='RetinaNet iterations (0 skips detection); short, '
-                   'where a better start should show (1000 from random init nears saturation)')
+    p.add_argument('--det-iters', type=int, default=300,
+                   help='RetinaNet iterations (0 skips detection); short, where a better start should show '
+                   '(1000 from random init nears saturation)')
     p.add_argument('--stage2-iters', type=int, default=500, help='0 skips stage 2')
     p.add_argument('--stage2-seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--threads', type=int, default=2, help='OMP_NUM_THREADS of every step')
@@ -270,7 +278,8 @@ def main(argv=None):
         f.write(text)
     plot(curves, osp.join(args.work_dir, 'curves.png'))
     print(text)
-    print(f'[toy_chain] {time.time() - t0:.0f} s; results in {args.work_dir}/(results.json, table.md, curves.png)')
+    print(f'[toy_chain] {time.time() - t0:.0f} s; results in '
+          f'{args.work_dir}/(results.json, table.md, curves.png)')
 
 
 if __name__ == '__main__':

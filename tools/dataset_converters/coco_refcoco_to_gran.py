@@ -1,4 +1,4 @@
-"""RefCOCO / RefCOCO+ / RefCOCOg (refer API files) and COCO captions -> Gran JSONL.
+r"""RefCOCO / RefCOCO+ / RefCOCOg (refer API files) and COCO captions -> Gran JSONL.
 
 Referring expressions become region captions (``object`` regions), optionally with COCO captions as the
 global caption:

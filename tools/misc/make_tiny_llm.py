@@ -26,7 +26,8 @@ def parse_tasks(text: str) -> dict:
     that a typo stops the command before the text pretraining rather than after it."""
     from granvit_mm.datasets.region_tasks import check_task_mix
     try:
-        amounts = {name.strip(): float(amount) for name, amount in (item.split('=') for item in text.split(','))}
+        pairs = (item.split('=') for item in text.split(','))
+        amounts = {name.strip(): float(amount) for name, amount in pairs}
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected NAME=AMOUNT[,NAME=AMOUNT...], got {text!r}') from None
     try:
@@ -51,21 +52,22 @@ def parse_args():
     p.add_argument('--lr', type=float, default=3e-3)
     p.add_argument('--max-records', type=int, default=20000)
     p.add_argument('--vision-warmup-steps', type=int, default=0,
-                   help='then train it unfrozen for this many steps on the visual tokens of the training images, '
-                   'so that it reads them (granvit_mm/toy/llm_vision_warmup.py); 0: text only')
+                   help='then train it unfrozen for this many steps on the visual tokens of the training '
+                   'images, so that it reads them (granvit_mm/toy/llm_vision_warmup.py); 0: text only')
     p.add_argument('--vision-batch-size', type=int, default=32, help='images per warm-up step')
     p.add_argument('--vision-lr', type=float, default=2e-3, help='peak learning rate of the warm-up')
     p.add_argument('--vision-train-vit', action='store_true',
-                   help='train the ViT along in the warm-up (default: it stays at --vision-init, measured better)')
+                   help='train the ViT along in the warm-up (default: it stays at --vision-init, measured '
+                   'better)')
     p.add_argument('--vision-tasks', type=parse_tasks, default=None,
-                   help="the warm-up's turns per image, NAME=AMOUNT,... (region_tasks.py); default: stage 1's "
-                   "(STAGE1_TASKS)")
+                   help="the warm-up's turns per image, NAME=AMOUNT,... (region_tasks.py); default: stage "
+                   "1's (STAGE1_TASKS)")
     p.add_argument('--vision-img-size', type=int, default=64,
                    help="the warm-up ViT's input size (match the stage-1 config's img_size)")
     p.add_argument('--vision-patch-size', type=int, default=8, help="the warm-up ViT's patch size")
     p.add_argument('--vision-init', default=None,
-                   help="the warm-up ViT's weights, a GranViT checkpoint (the start encoder, e.g. the tiny SigLIP's); "
-                   "default: random")
+                   help="the warm-up ViT's weights, a GranViT checkpoint (the start encoder, e.g. the tiny "
+                   "SigLIP's); default: random")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true', help='rebuild even if --out-dir holds a model')
     return p.parse_args()
@@ -96,7 +98,8 @@ def main():
     if osp.isfile(recipe_file) and not args.force:
         with open(recipe_file) as f:
             if json.load(f) == recipe:
-                print(f'[make_tiny_llm] {args.out_dir} already holds this model; nothing to do (--force rebuilds)')
+                print(f'[make_tiny_llm] {args.out_dir} already holds this model; nothing to do '
+                      '(--force rebuilds)')
                 return
         print(f'[make_tiny_llm] {args.out_dir} was built with other settings; rebuilding')
     from granvit_mm.toy.tiny_llm import region_chat_corpus, save_tiny_llm
@@ -110,10 +113,11 @@ def main():
                   pretrain_kwargs=dict(batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr))
     if args.vision_warmup_steps:
         from granvit_mm.toy.llm_vision_warmup import warm_up_llm_on_images
-        warm_up_llm_on_images(args.out_dir, args.data_root, steps=args.vision_warmup_steps, seed=args.seed + 1,
-                              batch_size=args.vision_batch_size, lr=args.vision_lr, train_vit=args.vision_train_vit,
-                              img_size=args.vision_img_size, patch_size=args.vision_patch_size,
-                              vit_init=args.vision_init, tasks=args.vision_tasks)
+        warm_up_llm_on_images(args.out_dir, args.data_root, steps=args.vision_warmup_steps,
+                              seed=args.seed + 1, batch_size=args.vision_batch_size, lr=args.vision_lr,
+                              train_vit=args.vision_train_vit, img_size=args.vision_img_size,
+                              patch_size=args.vision_patch_size, vit_init=args.vision_init,
+                              tasks=args.vision_tasks)
     with open(recipe_file, 'w') as f:
         json.dump(recipe, f, indent=1)
     print(f'[make_tiny_llm] saved to {args.out_dir}')

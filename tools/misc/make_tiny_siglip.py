@@ -56,7 +56,8 @@ def main(argv=None):
         print(f'[make_tiny_siglip] {ckpt} exists; nothing to do (--force rebuilds)')
         return ckpt
     from granvit_mm.toy.tiny_llm import train_tokenizer
-    from granvit_mm.toy.tiny_siglip import build_tiny_siglip, encode_captions, retrieval_accuracy, train_siglip
+    from granvit_mm.toy.tiny_siglip import (build_tiny_siglip, encode_captions, retrieval_accuracy,
+                                            train_siglip)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     images, captions = load_pairs(args.data_root, 'train', args.image_size)
     val_images, val_captions = load_pairs(args.data_root, 'val', args.image_size, limit=64)

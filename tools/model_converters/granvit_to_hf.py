@@ -14,8 +14,8 @@ OUT_DIR gets:
 
 ``--which student`` (default) exports the ViT that was optimised. With the paper's alpha = 0.9 the EMA teacher
 trails the student by about ten steps (it averages, it does not lead), and the projector -- the one carried
-into stage 2 -- was trained on the student's tokens, not the teacher's. ``--which teacher`` exports the EMA copy
-for comparison. The config comes from the checkpoint (``meta['cfg']``) unless ``--config`` is given.
+into stage 2 -- was trained on the student's tokens, not the teacher's. ``--which teacher`` exports the EMA
+copy for comparison. The config comes from the checkpoint (``meta['cfg']``) unless ``--config`` is given.
 ``--from-init`` exports the ViT stage 1 started from (the config's init checkpoint, or its seeded random init)
 with no projector: the baseline "stage 2 without stage 1".
 

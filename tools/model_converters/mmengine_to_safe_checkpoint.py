@@ -5,12 +5,12 @@ torch's safe loader (``weights_only=True``) reads, so ``--resume`` / ``load_from
 
 Plain MMEngine 0.10 pickles its ``message_hub`` (``HistoryBuffer`` objects, numpy arrays and scalars) into the
 checkpoint. Loading that needs more than tensors, and ``weights_only=False`` would run any code a crafted file
-carries. So the input is read with torch's safe unpickler widened by a fixed ALLOW-LIST of exactly what MMEngine
-writes: numpy array / dtype / scalar reconstruction, ``HistoryBuffer``, and ``getattr`` restricted to
-``HistoryBuffer``'s statistics methods (``getattr(HistoryBuffer, 'mean')`` is how pickle stores them; a general
-``getattr`` would let a file reach arbitrary attributes). Anything else makes the load fail with the name of
-the global it wanted. ``--trust`` (full pickle, can execute code) exists only for files whose origin you
-trust and that hold more than MMEngine writes; it is never the default. The output holds only tensors and
+carries. So the input is read with torch's safe unpickler widened by a fixed ALLOW-LIST of exactly what
+MMEngine writes: numpy array / dtype / scalar reconstruction, ``HistoryBuffer``, and ``getattr`` restricted to
+``HistoryBuffer``'s statistics methods (``getattr(HistoryBuffer, 'mean')`` is how pickle stores them; a
+general ``getattr`` would let a file reach arbitrary attributes). Anything else makes the load fail with the
+name of the global it wanted. ``--trust`` (full pickle, can execute code) exists only for files whose origin
+you trust and that hold more than MMEngine writes; it is never the default. The output holds only tensors and
 plain Python values, and is checked by re-loading it with ``weights_only=True``.
 """
 import argparse
@@ -22,13 +22,16 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+from granvit_mm.core.checkpoint_reader import read_checkpoint
 from granvit_mm.engine.hooks.weights_only_checkpoint import to_weights_only
 
 
 def _history_buffer_getattr(obj, name):
     """The only ``getattr`` an MMEngine checkpoint needs: a statistics method of ``HistoryBuffer`` (its
-    ``_statistics_methods`` registry holds ``HistoryBuffer.min`` etc., pickled as ``getattr(HistoryBuffer, 'min')``)."""
-    methods = {'min', 'max', 'current', 'mean'} | set(HistoryBuffer._statistics_methods)  # filled on first use
+    ``_statistics_methods`` registry holds ``HistoryBuffer.min`` etc., pickled as
+    ``getattr(HistoryBuffer, 'min')``)."""
+    # the registry is filled on first use
+    methods = {'min', 'max', 'current', 'mean'} | set(HistoryBuffer._statistics_methods)
     if (obj is HistoryBuffer or isinstance(obj, HistoryBuffer)) and name in methods:
         return getattr(obj, name)
     raise ValueError(f'refusing getattr({obj!r}, {name!r}) while loading an untrusted checkpoint')
@@ -60,7 +63,7 @@ def convert(src: str, dst: str, trust: bool = False) -> dict:
     if trust:
         print(f'[granvit] --trust: {src} is unpickled in full (it could run code); only for files you trust',
               file=sys.stderr)
-        ckpt = torch.load(src, map_location='cpu', weights_only=False)
+        ckpt = read_checkpoint(src, trusted=True)
     else:
         try:
             ckpt = load_untrusted(src)
@@ -83,9 +86,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description='Plain MMEngine checkpoint -> weights_only-safe checkpoint')
     parser.add_argument('src', help='checkpoint written by plain MMEngine')
     parser.add_argument('dst', help='output path')
-    parser.add_argument('--trust', action='store_true',
-                        help='unpickle the input in full (can run code in it): only for trusted files that the '
-                        'allow-list refuses')
+    parser.add_argument('--trust', '--trust-checkpoint', dest='trust', action='store_true',
+                        help='unpickle the input in full (can run code in it): only for trusted files that '
+                        'the allow-list refuses')
     args = parser.parse_args(argv)
     safe = convert(args.src, args.dst, args.trust)
     n = len(safe.get('state_dict', {}))

@@ -11,34 +11,21 @@ missing keys. The key map and the SigLIP2 NaFlex patch-weight reshape are docume
 ``granvit_mm/core/siglip_keys.py``.
 """
 import argparse
-import json
 import os
 import os.path as osp
 from typing import Dict, Tuple
 
 import torch
 
-from granvit_mm.core.siglip_keys import (convert_siglip_vision, granvit_kwargs, is_naflex,
-                                                            strip_vision_prefix)
+from granvit_mm.core.checkpoint_reader import HF_WEIGHT_FILES, read_checkpoint, read_hf_config
+from granvit_mm.core.siglip_keys import convert_siglip_vision, granvit_kwargs, is_naflex, strip_vision_prefix
 
 
 def read_hf_dir(src: str) -> Tuple[Dict[str, torch.Tensor], dict]:
     """State dict and config.json of an HF model directory; never unpickles arbitrary objects."""
-    config_path = osp.join(src, 'config.json')
-    config = json.load(open(config_path)) if osp.exists(config_path) else {}
-    files = os.listdir(src)
-    if 'model.safetensors' in files or 'model.safetensors.index.json' in files:
-        from safetensors.torch import load_file
-        if 'model.safetensors' in files:
-            return load_file(osp.join(src, 'model.safetensors')), config
-        index = json.load(open(osp.join(src, 'model.safetensors.index.json')))
-        state_dict = {}
-        for shard in sorted(set(index['weight_map'].values())):
-            state_dict.update(load_file(osp.join(src, shard)))
-        return state_dict, config
-    if 'pytorch_model.bin' in files:
-        return torch.load(osp.join(src, 'pytorch_model.bin'), map_location='cpu', weights_only=True), config
-    raise FileNotFoundError(f'no model.safetensors(.index.json) or pytorch_model.bin in {src}')
+    if not any(osp.isfile(osp.join(src, name)) for name in HF_WEIGHT_FILES):
+        raise FileNotFoundError(f'no model.safetensors(.index.json) or pytorch_model.bin in {src}')
+    return read_checkpoint(src), read_hf_config(src)
 
 
 def convert(src: str, dst: str) -> dict:

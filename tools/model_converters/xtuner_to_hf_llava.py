@@ -17,13 +17,12 @@ with LoRA merged) and a ``LlavaProcessor`` (stage-1 image pre-processing, the XT
                               skip_special_tokens=True)
 
 QLoRA checkpoints are exported through an unquantized LLM (the config's ``quantization_config`` is dropped and
-the LoRA weights merged in full precision).
+the LoRA weights merged in full precision). ``xtuner convert pth_to_hf CONFIG CHECKPOINT OUT_DIR --save-format
+huggingface --fp32`` writes the same export (without ``--fp32``: in float16, as XTuner's formats).
 """
 import argparse
-import os
 import sys
 
-import torch
 from mmengine.config import DictAction
 
 
@@ -41,19 +40,12 @@ def export_config(config: str, cfg_options: dict = None):
 
 def convert(config: str, checkpoint: str, out_dir: str, trust: bool = False, dtype: str = 'auto',
             cfg_options: dict = None) -> str:
-    from granvit_mm.xtuner.hf_llava import to_hf_llava
+    """Build the model once (empty, then the checkpoint's and the frozen parts' weights) and export it."""
+    from granvit_mm.xtuner.hf_llava import save_hf_llava
     from granvit_mm.xtuner.stage2_eval import load_stage2
     cfg = export_config(config, cfg_options)
-    model, tokenizer = load_stage2(cfg, checkpoint, trust=trust)
-    template = cfg.get('prompt_template')
-    hf, processor = to_hf_llava(model, tokenizer, dict(template) if template else None, cfg.get('SYSTEM', ''))
-    if dtype != 'auto':
-        hf.to(getattr(torch, dtype))
-    processor.tokenizer.padding_side = 'left'  # batched generation
-    os.makedirs(out_dir, exist_ok=True)
-    hf.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    model, _ = load_stage2(cfg, checkpoint, trust=trust)
+    return save_hf_llava(model, cfg, out_dir, dtype=None if dtype == 'auto' else dtype)
 
 
 def main(argv=None):

@@ -35,7 +35,8 @@ def build_dataset(args):
         ds_cfg = cfg[f'{args.split}_dataloader']['dataset']
         return DATASETS.build(ds_cfg)
     from granvit_mm.datasets.pipeline import gran_pipeline
-    tasks = dict(global_caption=1, bbox2caption=args.num_tasks, caption2bbox=args.num_tasks if args.stage2 else 0)
+    tasks = dict(global_caption=1, bbox2caption=args.num_tasks,
+                 caption2bbox=args.num_tasks if args.stage2 else 0)
     pipeline = gran_pipeline(args.size, tasks, args.box_style, args.seed)
     return DATASETS.build(
         dict(

@@ -16,12 +16,14 @@ index_cache_dir = None  # where offset indexes go if the annotation folder is re
 
 # One pipeline; train and val differ only in the tasks they draw.
 _load = dict(type='granvit.LoadGranImage')
-_sample_tasks = dict(type='granvit.SampleRegionTasks', seed=task_seed, max_distill_regions=max_distill_regions)
+_sample_tasks = dict(type='granvit.SampleRegionTasks', seed=task_seed,
+                     max_distill_regions=max_distill_regions)
 _to_model = [
     dict(type='granvit.GranSquareResize', size=img_size, pad_val=(127, 127, 127)),
     dict(type='granvit.PackGranInputs', box_style=box_style),
 ]
-train_pipeline = [_load, dict(_sample_tasks, tasks=dict(global_caption=1, bbox2caption=num_region_tasks))] + _to_model
+train_pipeline = [_load, dict(_sample_tasks, tasks=dict(global_caption=1, bbox2caption=num_region_tasks))
+                  ] + _to_model
 val_pipeline = [_load, dict(_sample_tasks, tasks=dict(bbox2caption=num_region_tasks))] + _to_model
 
 train_dataloader = dict(

@@ -1,4 +1,4 @@
-# Paper (GRANVIT.md): AdamW, lr 1e-5, total batch 256, one epoch. Warm-up + cosine, weight decay and grad
+# Paper (docs/method.md): AdamW, lr 1e-5, total batch 256, one epoch. Warm-up + cosine, weight decay and grad
 # clipping are ours (the paper is silent). bf16 autocast needs a GPU; on CPU use OptimWrapper.
 optim_wrapper = dict(
     type='AmpOptimWrapper',

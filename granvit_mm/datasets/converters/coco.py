@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set
 
 from granvit_mm.core.gran_record import make_record
+
 from .common import xywh_to_xyxy
 
 
@@ -85,7 +86,8 @@ def convert_coco_captions(
     pick: str = 'longest',
     img_prefix: str = '',
     source: str = 'coco_captions',
-    exclude_image_ids: Iterable[int] = ()) -> Iterator[dict]:
+    exclude_image_ids: Iterable[int] = (),
+) -> Iterator[dict]:
     """One record per captioned image; regions from ``instances`` (category names as region captions,
     crowd boxes skipped), or none (read with ``rules=dict(allow_empty_regions=True)``)."""
     caps = coco_captions_by_image(captions_json, pick)

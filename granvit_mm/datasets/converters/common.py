@@ -8,7 +8,8 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from granvit_mm.core.gran_record import BadRecordError, ValidationRules, dump_record, make_record, validate_record
+from granvit_mm.core.gran_record import (BadRecordError, ValidationRules, dump_record, make_record,
+                                         validate_record)
 
 CONVERTER_RULES = ValidationRules(bad_region='drop', allow_empty_regions=False)
 

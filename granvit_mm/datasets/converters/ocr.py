@@ -22,6 +22,7 @@ import os.path as osp
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from granvit_mm.core.gran_record import make_record
+
 from .common import image_size, polygon_to_xyxy, xywh_to_xyxy
 
 ICDAR_DONT_CARE = '###'

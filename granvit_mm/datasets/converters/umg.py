@@ -18,6 +18,7 @@ import os.path as osp
 from typing import Iterable, Iterator, List, Optional
 
 from granvit_mm.core.gran_record import make_record
+
 from .common import image_size, xywh_to_xyxy
 
 IMAGE_KEYS = ('image', 'file_name', 'img_path', 'image_path', 'path')

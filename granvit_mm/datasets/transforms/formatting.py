@@ -5,9 +5,10 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 
-from granvit_mm.registry import TRANSFORMS
 from granvit_mm.core.box_text import BOX_STYLES
+from granvit_mm.registry import TRANSFORMS
 from granvit_mm.structures.data_sample import GranDataSample
+
 from ..region_tasks import build_tasks
 
 DEFAULT_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'scale_factor', 'source', 'sample_idx', 'shard',
@@ -42,7 +43,8 @@ class PackGranInputs(BaseTransform):
         sample.tasks = build_tasks(results['task_specs'], results['gt_bboxes_norm'],
                                    results['region_captions'], results.get('caption'), self.box_style)
         boxes = np.asarray(results['gt_bboxes'], np.float32).reshape(-1, 4)
-        sample.distill_bboxes = torch.from_numpy(boxes[list(results.get('distill_regions', []))].reshape(-1, 4))
+        distill = list(results.get('distill_regions', []))
+        sample.distill_bboxes = torch.from_numpy(boxes[distill].reshape(-1, 4))
         return dict(inputs=inputs, data_samples=sample)
 
     def __repr__(self) -> str:

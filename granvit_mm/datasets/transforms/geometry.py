@@ -11,9 +11,9 @@ from typing import Sequence, Tuple
 import numpy as np
 from mmcv.transforms import BaseTransform
 
-from granvit_mm.registry import TRANSFORMS
 from granvit_mm.core.geometry import square_resize
 from granvit_mm.core.image_input import PAD_VALUE
+from granvit_mm.registry import TRANSFORMS
 
 DEFAULT_SWAP_WORDS = (('left', 'right'), ('leftmost', 'rightmost'), ('lefthand', 'righthand'))
 

@@ -19,8 +19,8 @@ from mmcv.transforms import BaseTransform
 from mmengine import fileio
 from PIL import Image, ImageOps
 
-from granvit_mm.registry import TRANSFORMS
 from granvit_mm.core.gran_record import BadRecordError
+from granvit_mm.registry import TRANSFORMS
 
 _EXIF_ORIENTATION = 0x0112
 

@@ -5,6 +5,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from granvit_mm.registry import TRANSFORMS
+
 from ..region_tasks import check_task_mix, pick_distill_regions, sample_task_specs
 
 STAGE1_TASKS = dict(global_caption=1, bbox2caption=4)
@@ -24,7 +25,7 @@ class SampleRegionTasks(BaseTransform):
         seed: with the record's ``epoch`` and ``sample_idx`` it seeds the draw, so every worker and rank
             draws the same tasks for the same image (val: keep epoch 0 for a fixed set).
         mode: ``'random'`` or ``'first'`` (the first regions, e.g. for a fixed, order-defined val set).
-        max_distill_regions: boxes for self-distillation (GRANVIT.md default 4).
+        max_distill_regions: boxes for self-distillation (docs/method.md default 4).
         unique_grounding: Caption2Bbox only on regions whose caption is unique in the image.
         skip_empty: return None (the dataset draws another image) when no task was drawn, e.g. an OCR
             page without a global caption under ``tasks=dict(global_caption=1)``.

@@ -1,4 +1,5 @@
-"""Say what a validation number means: log it next to a reference run's number (e.g. an image-blind baseline)."""
+"""Say what a validation number means: log it next to a reference run's number (e.g. an image-blind
+baseline)."""
 from typing import Dict, Optional
 
 from mmengine.hooks import Hook
@@ -26,5 +27,5 @@ class BaselineReportHook(Hook):
         if not metrics or self.metric not in metrics:
             return
         value = float(metrics[self.metric])
-        runner.logger.info(f'[granvit] val {self.metric} {value:.2f} vs {self.baseline:.2f} for {self.meaning}: '
-                           f'{value - self.baseline:+.2f} points from what the ViT sees')
+        runner.logger.info(f'[granvit] val {self.metric} {value:.2f} vs {self.baseline:.2f} for '
+                           f'{self.meaning}: {value - self.baseline:+.2f} points from what the ViT sees')

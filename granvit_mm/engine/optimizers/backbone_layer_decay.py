@@ -1,8 +1,9 @@
 """Layer-wise lr decay for detectors and segmentors whose backbone is a GranViT.
 
 mmpretrain's ``LearningRateDecayOptimWrapperConstructor`` needs ``get_layer_depth`` on the top-level model,
-which mmdet/mmseg models lack; ViTDet's recipe decays the backbone's lr by 0.7 per block. This constructor asks
-``model.backbone.get_layer_depth`` instead, so everything outside the backbone (neck, heads) keeps the full lr.
+which mmdet/mmseg models lack; ViTDet's recipe decays the backbone's lr by 0.7 per block. This constructor
+asks ``model.backbone.get_layer_depth`` instead, so everything outside the backbone (neck, heads) keeps the
+full lr.
 """
 from functools import partial
 

@@ -17,7 +17,8 @@ __all__ = ['DeepSpeedTeacherOptimWrapper']
 @OPTIM_WRAPPERS.register_module()
 class DeepSpeedTeacherOptimWrapper(DeepSpeedOptimWrapper):
     """``optim_wrapper=dict(type='granvit.DeepSpeedTeacherOptimWrapper', optimizer=...)`` under
-    ``strategy=dict(type='DeepSpeedStrategy', ...)``; a model without ``update_teacher`` is stepped as usual."""
+    ``strategy=dict(type='DeepSpeedStrategy', ...)``; a model without ``update_teacher`` is stepped as
+    usual."""
 
     def step(self, **kwargs) -> None:
         engine = self.model
@@ -26,8 +27,8 @@ class DeepSpeedTeacherOptimWrapper(DeepSpeedOptimWrapper):
         if teacher is None or not hasattr(owner, 'update_teacher'):
             return super().step(**kwargs)
         if engine.zero_optimization_stage() == 3:
-            raise NotImplementedError('The EMA teacher needs the full student on every rank after a step, which '
-                                      'ZeRO-3 partitions: use ZeRO stage 1 or 2 (docs/distributed.md)')
+            raise NotImplementedError('The EMA teacher needs the full student on every rank after a step, '
+                                      'which ZeRO-3 partitions: use ZeRO stage 1 or 2 (docs/distributed.md)')
         steps_before = int(teacher.steps)
         super().step(**kwargs)
         if engine.was_step_applied() and int(teacher.steps) == steps_before:

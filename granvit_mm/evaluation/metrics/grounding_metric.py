@@ -6,8 +6,9 @@ import torch
 from mmengine.evaluator import BaseMetric
 from torchvision.ops import box_iou
 
-from granvit_mm.registry import METRICS
 from granvit_mm.core.box_text import parse_box
+from granvit_mm.registry import METRICS
+
 from ._sample import sample_field
 
 __all__ = ['GroundingMetric', 'box_iou_or_zero']

@@ -5,6 +5,7 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 
 from granvit_mm.registry import METRICS
+
 from ._sample import sample_field
 from .rouge import rouge_l
 

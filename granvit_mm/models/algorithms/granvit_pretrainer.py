@@ -24,6 +24,7 @@ from granvit_mm.core.image_input import PIXEL_MEAN, PIXEL_STD
 from granvit_mm.core.paths import MissingPathError
 from granvit_mm.core.visual_tokens import DEFAULT_VISUAL_LAYER, granvit_token_kwargs
 from granvit_mm.registry import MODELS
+
 from ..backbones.pretrained_check import pretrained_cfg
 
 __all__ = ['GranViTPretrainer']
@@ -35,7 +36,8 @@ VIT_HINT = ('Set `vit_checkpoint` in the config or pass '
             'For the tiny config, build the tiny SigLIP first: `python tools/misc/make_tiny_siglip.py '
             '--data-root data/gran_synth --out-dir data/tiny_siglip` (or set model.backbone.init_cfg=None).')
 
-DEFAULT_PREPROCESSOR = dict(type='ImgDataPreprocessor', mean=list(PIXEL_MEAN), std=list(PIXEL_STD), bgr_to_rgb=False)
+DEFAULT_PREPROCESSOR = dict(type='ImgDataPreprocessor', mean=list(PIXEL_MEAN), std=list(PIXEL_STD),
+                            bgr_to_rgb=False)
 
 
 def check_pretrained(init_cfg: Optional[Union[dict, list]], hint: str = VIT_HINT) -> None:
@@ -72,8 +74,9 @@ class GranViTPretrainer(BaseModel):
     """
 
     def __init__(self, backbone: dict, head: dict, projector: Optional[dict] = None,
-                 distill_loss: Optional[dict] = dict(type='granvit.RegionDistillLoss'), ema_momentum: float = 0.1,
-                 visual_layer: int = DEFAULT_VISUAL_LAYER, blind: bool = False, vit_path_hint: str = VIT_HINT,
+                 distill_loss: Optional[dict] = dict(type='granvit.RegionDistillLoss'),
+                 ema_momentum: float = 0.1, visual_layer: int = DEFAULT_VISUAL_LAYER, blind: bool = False,
+                 vit_path_hint: str = VIT_HINT,
                  data_preprocessor: Optional[dict] = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor or copy.deepcopy(DEFAULT_PREPROCESSOR),
                          init_cfg=init_cfg)
@@ -81,7 +84,8 @@ class GranViTPretrainer(BaseModel):
         backbone = dict(backbone, out_type='featmap', **_token_settings(backbone, visual_layer))
         self.backbone = MODELS.build(backbone)
         self.head = MODELS.build(head)
-        projector = dict(projector or dict(type='granvit.VisionProjector'))  # scoped: buildable from any default scope
+        # scoped: buildable from any default scope
+        projector = dict(projector or dict(type='granvit.VisionProjector'))
         widths = dict(in_channels=self.backbone.embed_dims, out_channels=self.head.hidden_size)
         for key, value in widths.items():
             if projector.get(key) is None:  # absent or None: derive from the ViT and LLM widths
@@ -120,7 +124,8 @@ class GranViTPretrainer(BaseModel):
         """teacher <- (1 - momentum) * teacher + momentum * student (after each optimiser step).
 
         Under FSDP the student is gathered for the update (a collective; the step post-hook runs on every rank
-        alike) and the teacher is a plain replicated module (``ignored_modules``, configs/granvit_pretrain_fsdp.py).
+        alike) and the teacher is a plain replicated module (``ignored_modules``,
+        configs/granvit_pretrain_fsdp.py).
         """
         if self.teacher is None:
             return
@@ -173,7 +178,8 @@ class GranViTPretrainer(BaseModel):
 
     def distill_losses(self, inputs: torch.Tensor, featmap: torch.Tensor,
                        data_samples: Sequence) -> Dict[str, torch.Tensor]:
-        """``loss_distill`` and ``mse_distill`` of :class:`RegionDistillLoss` at the samples' distill boxes."""
+        """``loss_distill`` and ``mse_distill`` of :class:`RegionDistillLoss` at the samples' distill
+        boxes."""
         boxes = [getattr(ds, 'distill_bboxes', torch.zeros(0, 4)) for ds in data_samples]
         return self.distill_loss(self._images(inputs), featmap, boxes, self._teacher_featmap,
                                  self.distill_factor)
@@ -238,9 +244,10 @@ def _check_same_shapes(teacher: Dict[str, torch.Tensor], student: '_OriginalName
         if name in teacher and teacher[name].shape != param.shape:
             raise RuntimeError(
                 f'EMA teacher update: the student\'s {name} is {tuple(param.shape)} here, the teacher\'s '
-                f'{tuple(teacher[name].shape)}. Under FSDP the student ViT must be an FSDP unit of its own and the '
-                "teacher out of FSDP: auto_wrap_policy=dict(type='granvit_mm.engine.fsdp.wrap_module_classes'), "
-                "ignored_modules=['head.llm', 'teacher'] (configs/granvit_pretrain_fsdp.py)")
+                f'{tuple(teacher[name].shape)}. Under FSDP the student ViT must be an FSDP unit of its own '
+                "and the teacher out of FSDP: auto_wrap_policy=dict("
+                "type='granvit_mm.engine.fsdp.wrap_module_classes'), ignored_modules=['head.llm', 'teacher'] "
+                "(configs/granvit_pretrain_fsdp.py)")
 
 
 def _follow_optimizer_steps(model: GranViTPretrainer) -> None:

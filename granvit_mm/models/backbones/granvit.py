@@ -2,10 +2,10 @@
 
 Architecture = SigLIP's vision tower without the attention-pool head: conv patch embedding (with bias),
 learned absolute position embeddings on a square grid (no CLS token), pre-norm blocks (LayerNorm, fused biased
-qkv, tanh-GELU MLP) and a final LayerNorm. ``tools/model_converters/siglip2_to_granvit.py`` maps HF
-weights onto it exactly. The contract (``arch``, ``out_indices``, ``out_type``, ``frozen_stages``, ``get_layer_depth``)
-follows mmpretrain's ``VisionTransformer`` so its layer-decay optimizer constructor and mmdet/mmseg configs
-work unchanged.
+qkv, tanh-GELU MLP) and a final LayerNorm. ``tools/model_converters/siglip2_to_granvit.py`` maps HF weights
+onto it exactly. The contract (``arch``, ``out_indices``, ``out_type``, ``frozen_stages``,
+``get_layer_depth``) follows mmpretrain's ``VisionTransformer`` so its layer-decay optimizer constructor and
+mmdet/mmseg configs work unchanged.
 """
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from granvit_mm.core.siglip_keys import resize_pos_embed, square_grid
 from granvit_mm.registry import MODELS
+
 from .pretrained_check import check_pretrained_init
 
 OUT_TYPES = ('raw', 'featmap', 'avg_featmap')

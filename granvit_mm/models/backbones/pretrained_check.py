@@ -11,6 +11,7 @@ from typing import Dict, List, Mapping, Optional, Union
 import torch
 
 from granvit_mm.core.checkpoint_layout import STAGE1_VIT_PREFIXES, split_checkpoint, strip_prefix
+from granvit_mm.core.checkpoint_reader import read_checkpoint
 
 # Where a GranViT lives inside the checkpoints this project writes: prefix -> what it is.
 KNOWN_PREFIXES = {
@@ -31,11 +32,7 @@ def pretrained_cfg(init_cfg: Optional[Union[dict, list]]) -> Optional[dict]:
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The tensors of a local checkpoint, memory-mapped when possible; safe loading stays on."""
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-    except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    return split_checkpoint(ckpt)[0]
+    return split_checkpoint(read_checkpoint(path, mmap=True))[0]
 
 
 def _prefix_hint(keys: List[str], path: str) -> str:
@@ -63,18 +60,20 @@ def check_pretrained_fits(model_state: Mapping[str, torch.Tensor], ckpt_state: M
                                           + _prefix_hint(keys, path))
     missing = [k for k in model_state if k not in ckpt_state]
     if len(missing) == len(model_state):
-        raise PretrainedMismatchError(f'none of the GranViT weights is in {path}. ' + _prefix_hint(keys, path))
+        raise PretrainedMismatchError(f'none of the GranViT weights is in {path}. '
+                                      + _prefix_hint(keys, path))
     shapes = [f'{k}: checkpoint {tuple(ckpt_state[k].shape)} vs model {tuple(v.shape)}'
               for k, v in model_state.items()
               if k in ckpt_state and k != 'pos_embed' and ckpt_state[k].shape != v.shape]
     if shapes:
         raise PretrainedMismatchError(
-            f'{path} does not fit this GranViT ({"; ".join(shapes[:3])}). Set the backbone\'s arch, patch_size '
-            'and final_norm to the checkpoint\'s (tools/model_converters/siglip2_to_granvit.py prints them '
-            'for a converted tower).')
+            f'{path} does not fit this GranViT ({"; ".join(shapes[:3])}). Set the backbone\'s arch, '
+            'patch_size and final_norm to the checkpoint\'s (tools/model_converters/siglip2_to_granvit.py '
+            'prints them for a converted tower).')
     if missing:
-        raise PretrainedMismatchError(f'{path} lacks {len(missing)} GranViT weights ({", ".join(missing[:4])}); '
-                                      'they would stay random. Check arch (num_layers) and final_norm.')
+        raise PretrainedMismatchError(f'{path} lacks {len(missing)} GranViT weights '
+                                      f'({", ".join(missing[:4])}); they would stay random. Check arch '
+                                      '(num_layers) and final_norm.')
 
 
 def check_pretrained_init(module: torch.nn.Module, init_cfg: Optional[Union[dict, list]]) -> None:

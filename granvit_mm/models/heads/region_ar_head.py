@@ -1,7 +1,7 @@
 """Region-autoregressive head: a frozen causal LM reads the visual tokens and the region questions.
 
 The ViT learns region perception only through this head's loss (next-token cross-entropy on the answers),
-with the LLM frozen (GRANVIT.md, stage 1). All turns of one image share one forward of the image tokens
+with the LLM frozen (docs/method.md, stage 1). All turns of one image share one forward of the image tokens
 (:mod:`granvit_mm.models.utils.packing`).
 """
 from typing import Dict, List, Optional, Sequence
@@ -13,6 +13,7 @@ from mmengine.model import BaseModule
 from granvit_mm.core.chat_format import IGNORE_INDEX, IMAGE_TOKEN_INDEX, ChatTemplateEncoder
 from granvit_mm.core.paths import check_path
 from granvit_mm.registry import MODELS
+
 from ..utils.llm_loading import load_llm, load_tokenizer
 from ..utils.packing import collate_packed, pack_turns, shared_prefix_mask
 

@@ -1,4 +1,4 @@
-"""Region self-distillation (GRANVIT.md): MSE(teacher(crop), RoIAlign(student(image), box)).
+"""Region self-distillation (docs/method.md): MSE(teacher(crop), RoIAlign(student(image), box)).
 
 The loss owns its geometry and its weight, so it can be tested against a known answer and the algorithm
 only hands it the images, the student's dense map, the boxes and the teacher:
@@ -34,6 +34,7 @@ def boxes_to_rois(boxes: Sequence[torch.Tensor], max_regions: int = 0) -> torch.
 
 def _roi_align(x: torch.Tensor, rois: torch.Tensor, size: int, scale: float) -> torch.Tensor:
     from mmcv.ops import roi_align
+
     # mmcv's kernels take fp32/fp16; run in fp32 under bf16 autocast too.
     with torch.autocast(device_type=x.device.type, enabled=False):
         return roi_align(x.float(), rois.float().to(x.device), (size, size), scale, 0, 'avg', True)
@@ -90,7 +91,8 @@ class RegionDistillLoss(nn.Module):
         return F.mse_loss(self._norm(student), self._norm(target.detach()))
 
     def forward(self, images: torch.Tensor, featmap: torch.Tensor, boxes: Sequence[torch.Tensor],
-                teacher: Callable[[torch.Tensor], torch.Tensor], factor: float = 1.0) -> Dict[str, torch.Tensor]:
+                teacher: Callable[[torch.Tensor], torch.Tensor], factor: float = 1.0
+                ) -> Dict[str, torch.Tensor]:
         """``loss_distill`` = loss_weight * factor * MSE, and the unweighted ``mse_distill`` for the log.
 
         Args:

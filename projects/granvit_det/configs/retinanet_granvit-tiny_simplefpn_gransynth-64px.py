@@ -1,8 +1,10 @@
 # Tiny transfer benchmark of the toy chain: RetinaNet on the tiny GranViT (patch 8, 64 px) + SimpleFPN,
 # GranSynth object boxes with the shape as class, CPU-safe (plain OptimWrapper, fp32).
 #   python tools/misc/make_gran_synth_coco.py --data-root data/gran_synth
-#   MMDET_TOOLS=$(python -c "import mmdet, os; print(os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'tools'))")
-#   python $MMDET_TOOLS/train.py projects/granvit_det/configs/retinanet_granvit-tiny_simplefpn_gransynth-64px.py \
+#   MMDET_TOOLS=$(python -c \
+#       "import mmdet, os; print(os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'tools'))")
+#   python $MMDET_TOOLS/train.py \
+#       projects/granvit_det/configs/retinanet_granvit-tiny_simplefpn_gransynth-64px.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/granvit_pretrain_tiny/iter_1000.pth
 # The backbone loads the stage-1 student (prefix 'backbone.'; 'teacher.module.' for the EMA teacher); set
 # model.backbone.init_cfg=None for random init. A checkpoint that does not fit stops the run with what to set.

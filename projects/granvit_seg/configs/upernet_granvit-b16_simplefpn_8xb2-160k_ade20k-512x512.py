@@ -37,7 +37,8 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
     constructor='granvit.BackboneLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.65, norm_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)}))
+    paramwise_cfg=dict(layer_decay_rate=0.65, norm_decay_mult=0.,
+                       custom_keys={'pos_embed': dict(decay_mult=0.)}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=160000),

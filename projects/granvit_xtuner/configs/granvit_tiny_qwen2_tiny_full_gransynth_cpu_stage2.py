@@ -7,7 +7,6 @@
 #   OMP_NUM_THREADS=1 python -m xtuner.tools.train \
 #       projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py
 # (`xtuner train CFG` works too, but exits 0 even when training fails.)
-from granvit_mm.datasets.epoch_sampler import EpochTaggedSampler
 from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 from torch.optim import AdamW
@@ -17,6 +16,7 @@ from xtuner.engine.hooks import DatasetInfoHook
 from xtuner.engine.runner import TrainLoop
 
 from granvit_mm.core.chat_format import QWEN_CHAT
+from granvit_mm.datasets.epoch_sampler import EpochTaggedSampler
 from granvit_mm.engine.hooks.weights_only_checkpoint import WeightsOnlyCheckpointHook
 from granvit_mm.xtuner.gran_llava_dataset import GranLLaVADataset
 from granvit_mm.xtuner.image_processor import GranViTImageProcessor

@@ -4,10 +4,10 @@ import copy
 import pytest
 import torch
 
-from granvit_mm.toy.tiny_llm import save_tiny_llm
 from granvit_mm.core.prompts import bbox2caption_question
 from granvit_mm.registry import MODELS
 from granvit_mm.structures import GranDataSample
+from granvit_mm.toy.tiny_llm import save_tiny_llm
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
@@ -167,7 +167,8 @@ def test_blind_ignores_the_image(llm_dir):
 
 
 def test_predict_writes_pred_texts(llm_dir):
-    model = MODELS.build(_cfg(llm_dir, head=dict(type='RegionARHead', llm_path=llm_dir, max_new_tokens=3))).eval()
+    head = dict(type='RegionARHead', llm_path=llm_dir, max_new_tokens=3)
+    model = MODELS.build(_cfg(llm_dir, head=head)).eval()
     data = model.data_preprocessor(_raw(), training=False)
     out = model(**data, mode='predict')
     assert [len(s.pred_texts) for s in out] == [2, 2]

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from granvit_mm.core.siglip_keys import resize_pos_embed
 from granvit_mm.models.backbones import GranViT
 from granvit_mm.models.backbones import granvit as granvit_module
-from granvit_mm.core.siglip_keys import resize_pos_embed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 

@@ -6,14 +6,13 @@ import sys
 import pytest
 import torch
 
+from granvit_mm.core.siglip_keys import (convert_siglip_vision, granvit_kwargs, linear_to_conv_patch_weight,
+                                         resize_pos_embed, strip_vision_prefix)
 from granvit_mm.models.backbones import GranViT
-from granvit_mm.core.siglip_keys import (convert_siglip_vision, granvit_kwargs,
-                                                            linear_to_conv_patch_weight, resize_pos_embed,
-                                                            strip_vision_prefix)
 
 transformers = pytest.importorskip('transformers')
+from repo_tools import load_tool as load_repo_tool  # noqa: E402
 from transformers import SiglipConfig, SiglipModel, SiglipVisionConfig, SiglipVisionModel  # noqa: E402
-from repo_tools import load_tool as load_repo_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TOOL = os.path.join(ROOT, 'tools', 'model_converters', 'siglip2_to_granvit.py')
@@ -227,6 +226,7 @@ def test_prefix_and_unknown_keys():
 def test_granvit_to_siglip_round_trip_and_loads_in_hf():
     """The reverse key map: GranViT -> HF SiglipVisionModel keys -> GranViT is exact, and HF loads it."""
     from transformers import SiglipVisionConfig, SiglipVisionModel
+
     from granvit_mm.core.siglip_keys import convert_siglip_vision, granvit_to_siglip_vision
     from granvit_mm.models.backbones import GranViT
     vit = GranViT(arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64), img_size=32,

@@ -82,7 +82,8 @@ def test_forward_owns_geometry_and_weight():
     assert student_map.grad is not None and student_map.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize('factor, boxes', [(0.0, [torch.tensor([[0., 0., 8., 8.]])]), (1.0, [torch.zeros(0, 4)])])
+@pytest.mark.parametrize('factor, boxes',
+                         [(0.0, [torch.tensor([[0., 0., 8., 8.]])]), (1.0, [torch.zeros(0, 4)])])
 def test_forward_skips_without_factor_or_boxes(factor, boxes):
     img = torch.randn(1, 3, 32, 32)
     student_map = _backbone(img).requires_grad_(True)
