@@ -28,7 +28,7 @@ import numpy as np
 from granvit_mm.core.box_text import format_box
 from granvit_mm.registry import DATA_ENGINE_STAGES
 from .item import count, reject
-from .stage import Stage
+from .stage import Stage, build_component
 
 OUR_GLOBAL_PROMPT = 'Describe in detail what is shown in the image in one paragraph'
 OUR_REGION_PROMPT = ('Describe the content contained within the normalized bounding box coordinates {box} '
@@ -223,7 +223,7 @@ class CaptionRegions(Stage):
                  over_limit: str = 'cut') -> None:
         if over_limit not in ('cut', 'flag'):
             raise ValueError(f"over_limit must be 'cut' or 'flag', got {over_limit!r}")
-        self.backend = DATA_ENGINE_STAGES.build(backend)
+        self.backend = build_component(backend)
         self.global_caption, self.no_global = bool(global_caption), set(no_global_sources)
         self.kinds, self.max_words, self.over_limit = set(caption_kinds), int(max_region_words), over_limit
 

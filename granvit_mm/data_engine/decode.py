@@ -17,6 +17,11 @@ from .item import count, reject
 from .stage import Stage
 
 
+def _corrupt(path: str, err: Exception) -> tuple:
+    reason = 'image_truncated' if 'truncat' in str(err).lower() else 'image_undecodable'
+    return reason, f'{path}: {type(err).__name__}: {err}'
+
+
 @DATA_ENGINE_STAGES.register_module()
 class DecodeImages(Stage):
     """Read, check and decode images (the ingest stage; always first).
@@ -70,7 +75,7 @@ class DecodeImages(Stage):
         except UnidentifiedImageError:
             return 'not_an_image', f'{it["path"]} is not an image Pillow can identify'
         except Exception as e:  # Pillow raises many types on corrupt headers
-            return 'image_undecodable', f'{it["path"]}: {type(e).__name__}: {e}'
+            return _corrupt(it['path'], e)
         if w * h > self.max_pixels:
             return 'image_too_large', f'{it["path"]} is {w}x{h}, over max_pixels={self.max_pixels}'
         expected = (it['height'], it['width']) if it['width'] else None
@@ -79,8 +84,7 @@ class DecodeImages(Stage):
         except Image.DecompressionBombError as e:
             return 'image_too_large', f'{it["path"]}: {e}'
         except Exception as e:
-            reason = 'image_truncated' if 'truncat' in str(e).lower() else 'image_undecodable'
-            return reason, f'{it["path"]}: {type(e).__name__}: {e}'
+            return _corrupt(it['path'], e)
         got = pixels.shape[:2]
         if expected is not None and tuple(got) != tuple(expected):
             return ('size_mismatch', f'{it["path"]} is {got[1]}x{got[0]} but its record says '

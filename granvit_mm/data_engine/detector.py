@@ -42,17 +42,22 @@ class MMDetBoxes(Stage):
         batch_size: images per DetInferencer call.
         skip_sources: sources that get no detector boxes (document images go to OCR).
         scope: the config's default scope if it does not set one.
+        seed: seeds the random weights when ``checkpoint`` is None (timing runs and tests stay reproducible
+            across processes).
     """
     name = 'boxes'
 
     def __init__(self, config: str, checkpoint: Optional[str] = None, device: str = 'cpu',
                  score_thr: float = 0.3, nms_iou: float = 0.5, max_per_image: int = 20, batch_size: int = 8,
-                 skip_sources: Sequence[str] = ('ocr', ), scope: str = 'mmdet') -> None:
+                 skip_sources: Sequence[str] = ('ocr', ), scope: str = 'mmdet',
+                 seed: int = 0) -> None:
         from mmdet.apis import DetInferencer
         self.config, self.checkpoint = config, checkpoint
         self.score_thr, self.nms_iou, self.max_per_image = float(score_thr), float(nms_iou), int(max_per_image)
         self.batch_size = int(batch_size)
         self.skip_sources = set(skip_sources)
+        if checkpoint is None:
+            torch.manual_seed(seed)
         self.inferencer = DetInferencer(model=config, weights=checkpoint, device=device, scope=scope,
                                         show_progress=False)
         ckpt = osp.basename(checkpoint) if checkpoint else 'random-weights'

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, List, Optional
 from granvit_mm.registry import DATA_ENGINE_STAGES
 from .item import count, make_item, reject
 from .shards import read_entries
+from .stage import build_component
 from .writer import write_shard
 
 RAY_KEY = 'ray'  # per-stage Ray Data options inside a stage's config (popped before the stage is built)
@@ -30,7 +31,7 @@ def stage_configs(cfg: dict) -> List[dict]:
 def build_stage(stage_cfg: dict):
     stage_cfg = dict(stage_cfg)
     stage_cfg.pop(RAY_KEY, None)
-    return DATA_ENGINE_STAGES.build(stage_cfg)
+    return build_component(stage_cfg)
 
 
 def stage_names(cfg: dict) -> List[str]:

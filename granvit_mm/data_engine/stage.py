@@ -7,7 +7,17 @@ order for its result beyond what its model does.
 """
 from typing import List
 
+from mmengine.registry import DefaultScope
+
+from granvit_mm.registry import DATA_ENGINE_STAGES
 from .item import live
+
+
+def build_component(cfg: dict):
+    """Build a stage or backend in the ``granvit`` scope: model libraries move MMEngine's default scope
+    (mmdet's DetInferencer sets ``mmdet``), which must not decide how the next component's models resolve."""
+    with DefaultScope.overwrite_default_scope('granvit'):
+        return DATA_ENGINE_STAGES.build(cfg)
 
 
 class Stage:
