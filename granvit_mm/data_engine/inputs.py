@@ -24,10 +24,8 @@ GIVEN_RULES = ValidationRules(bad_region='drop', allow_empty_regions=True)
 def input_kind(inp: str) -> str:
     if osp.isdir(inp):
         return 'folder'
-    if inp.endswith('.jsonl'):
-        return 'gran_jsonl'
     if osp.isfile(inp):
-        return 'list'
+        return 'gran_jsonl' if inp.endswith('.jsonl') else 'list'
     raise FileNotFoundError(f'--input {inp!r}: no such folder or file (give a folder of images, a .txt list '
                             'of paths, or a Gran .jsonl)')
 

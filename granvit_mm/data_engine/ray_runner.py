@@ -41,6 +41,21 @@ class _StageActor:
         return dict(shard=np.asarray(batch['shard']), blob=blobs)
 
 
+def _check_resources(stages: List[dict], have: dict) -> None:
+    """Every actor pool must fit at once (a streaming pipeline): say so instead of waiting forever."""
+    need = {'CPU': 0.0, 'GPU': 0.0}
+    for s in stages:
+        opts = dict(s.get(RAY_KEY) or {})
+        n = int(opts.get('concurrency', 1))
+        need['CPU'] += n * float(opts.get('num_cpus', 1))
+        need['GPU'] += n * float(opts.get('num_gpus', 0))
+    short = {k: (v, have.get(k, 0)) for k, v in need.items() if v > have.get(k, 0) + 1e-9}
+    if short:
+        raise RuntimeError(f'the stages\' actor pools need {need} but the Ray cluster has '
+                           f'{ {k: have.get(k, 0) for k in need} }: lower `ray=dict(concurrency=..., num_cpus=..., '
+                           'num_gpus=...)` in the stage configs or add nodes')
+
+
 def run_ray(cfg: dict, jobs: List[tuple], sizes: Dict[int, int], tag: str, address: Optional[str] = None,
             num_cpus: Optional[int] = None, log: Callable[[str], None] = print) -> List[dict]:
     """Run ``jobs`` (``(work_dir, shard, first_key)``) on Ray (``address``: a cluster, e.g. 'auto'; None: a
@@ -53,9 +68,10 @@ def run_ray(cfg: dict, jobs: List[tuple], sizes: Dict[int, int], tag: str, addre
     ctx.enable_progress_bars = False
     if not jobs:
         return []
+    stages = stage_configs(cfg)
+    _check_resources(stages, ray.cluster_resources())
     ds = ray.data.from_items([dict(work_dir=w, shard=i, first_key=k) for w, i, k in jobs])
     ds = ds.flat_map(_shard_rows)
-    stages = stage_configs(cfg)
     default_bs = int(cfg.get('batch_size', 8))
     for n, stage_cfg in enumerate(stages):
         opts = dict(stage_cfg.get(RAY_KEY) or {})
