@@ -34,6 +34,7 @@ def train_detector(args) -> str:
         return ckpt
     from granvit_mm.toy.gran_synth_coco import gran_synth_to_coco
     coco = {s: osp.join(args.work_dir, 'coco', f'{s}_coco_shape.json') for s in ('train', 'val')}
+    os.makedirs(osp.join(args.work_dir, 'coco'), exist_ok=True)
     for split, path in coco.items():
         gran_synth_to_coco(args.data_root, split, path)
     root = osp.abspath(args.data_root) + '/'
@@ -82,6 +83,7 @@ def main(argv=None):
     val = osp.join(args.data_root, 'annotations', 'val.jsonl')
     truth = read_jsonl([val])
     listing = osp.join(args.work_dir, 'val_images.txt')
+    os.makedirs(args.work_dir, exist_ok=True)
     with open(listing, 'w', encoding='utf-8') as f:  # the path and its collection; no label of any kind
         f.writelines(f'{r["image"]}\t{r["source"]}\n' for r in truth.values())
     img_root = osp.join(args.data_root, 'images')
