@@ -240,6 +240,32 @@ def rss_check(n: int, tmp: str) -> dict:
     return out
 
 
+def attempt(name: str, fn):
+    """Run one section; a missing package skips it (named in the report) instead of stopping the run."""
+    try:
+        return fn()
+    except ImportError as e:
+        SKIPPED[name] = f'{type(e).__name__}: {e}'
+        return None
+
+
+def captioner_section(args, cuda: bool) -> dict:
+    import torch
+    size = args.vlm_size or ('7b' if cuda else 'tiny')
+    dtype = torch.bfloat16 if cuda else torch.float32
+    batch = args.vlm_batch or (64 if cuda else 8)
+    oom = getattr(torch, 'OutOfMemoryError', torch.cuda.OutOfMemoryError)
+    try:
+        return dict(size=size, **caption_rate(size, args.device, dtype, batch, args.global_tokens,
+                                              args.region_tokens))
+    except oom:
+        if size != '7b':
+            raise
+        torch.cuda.empty_cache()
+        return dict(size='2b', note='7b did not fit', **caption_rate('2b', args.device, dtype, batch,
+                                                                     args.global_tokens, args.region_tokens))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--tiny', action='store_true', help='CPU sizes only (what a laptop can check)')
@@ -269,32 +295,20 @@ def main(argv=None):
     report = dict(device=args.device, stages_images_per_s={}, skipped=SKIPPED)
     with tempfile.TemporaryDirectory() as root:
         recs = make_images(root, args.images)
-        report['stages_images_per_s'].update(cpu_stages(args, root, recs))
-        try:
-            import torch
-            size = args.vlm_size or ('7b' if cuda else 'tiny')
-            dtype = torch.bfloat16 if cuda else torch.float32
-            batch = args.vlm_batch or (64 if cuda else 8)
-            try:
-                report['captioner'] = dict(size=size, **caption_rate(size, args.device, dtype, batch,
-                                                                     args.global_tokens, args.region_tokens))
-            except torch.OutOfMemoryError:
-                size = '2b'
-                report['captioner'] = dict(size=size, note='7b did not fit', **caption_rate(
-                    size, args.device, dtype, batch, args.global_tokens, args.region_tokens))
-            report['stages_images_per_s'][f'captions (Qwen2-VL-{size} shape, random)'] = \
-                report['captioner']['images_per_s']
-        except ImportError as e:
-            SKIPPED['captioner'] = f'transformers missing ({e})'
+        rates = attempt('cpu stages (granvit_mm.data_engine: mmengine)', lambda: cpu_stages(args, root, recs))
+        report['stages_images_per_s'].update(rates or {})
+        cap = attempt('captioner (torch + transformers)', lambda: captioner_section(args, cuda))
+        if cap:
+            report['captioner'] = cap
+            report['stages_images_per_s'][f'captions (Qwen2-VL-{cap["size"]} shape, random)'] = cap['images_per_s']
         if cuda:
-            try:
-                r = detector_rate(VITDET_B, args.device, 32, 1024, args.det_batch)
-                report['stages_images_per_s']['boxes (ViTDet-B shape @1024, random)'] = r
-                report['detector_images_per_s'] = r
-            except ImportError as e:
-                SKIPPED['detector'] = f'mmdet/mmcv missing ({e})'
+            det = attempt('detector (mmdet + mmcv)', lambda: detector_rate(VITDET_B, args.device, 32, 1024,
+                                                                           args.det_batch))
+            if det:
+                report['stages_images_per_s']['boxes (ViTDet-B shape @1024, random)'] = det
+                report['detector_images_per_s'] = det
         if not args.no_routes:
-            report['routes_images_per_s'] = engine_routes(args, root, recs)
+            report['routes_images_per_s'] = attempt('loop vs Ray', lambda: engine_routes(args, root, recs))
     if cuda:
         det = report.get('detector_images_per_s')
         cap = report.get('captioner', {}).get('images_per_s')
