@@ -41,9 +41,13 @@ class _StageActor:
         return dict(shard=np.asarray(batch['shard']), blob=blobs)
 
 
+READER_CPUS = 0.25  # the flat_map task that turns a shard's entries into rows (light: reads one small file)
+
+
 def _check_resources(stages: List[dict], have: dict) -> None:
-    """Every actor pool must fit at once (a streaming pipeline): say so instead of waiting forever."""
-    need = {'CPU': 0.0, 'GPU': 0.0}
+    """Every actor pool and the reader must fit at once (a streaming pipeline): say so instead of waiting
+    forever (Ray Data would hold the CPUs in actors and never schedule the reader)."""
+    need = {'CPU': READER_CPUS, 'GPU': 0.0}
     for s in stages:
         opts = dict(s.get(RAY_KEY) or {})
         n = int(opts.get('concurrency', 1))
@@ -71,7 +75,7 @@ def run_ray(cfg: dict, jobs: List[tuple], sizes: Dict[int, int], tag: str, addre
     stages = stage_configs(cfg)
     _check_resources(stages, ray.cluster_resources())
     ds = ray.data.from_items([dict(work_dir=w, shard=i, first_key=k) for w, i, k in jobs])
-    ds = ds.flat_map(_shard_rows)
+    ds = ds.flat_map(_shard_rows, num_cpus=READER_CPUS)
     default_bs = int(cfg.get('batch_size', 8))
     for n, stage_cfg in enumerate(stages):
         opts = dict(stage_cfg.get(RAY_KEY) or {})

@@ -189,7 +189,7 @@ def engine_routes(args, root, recs) -> dict:
             except ImportError:
                 SKIPPED['ray'] = 'ray missing'
                 continue
-        st = [dict(s, ray=dict(concurrency=conc, num_cpus=0.5)) for s in stages]
+        st = [dict(s, ray=dict(concurrency=conc, num_cpus=0.2)) for s in stages]
         cfg = dict(shard_size=32, batch_size=8, stages=st)
         wd = tempfile.mkdtemp(prefix='engine_bench_', dir=root)
         t0 = time.perf_counter()
