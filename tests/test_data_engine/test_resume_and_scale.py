@@ -91,3 +91,14 @@ def test_ray_data_on_two_local_cpus_writes_the_loops_bytes(reference, stage1, tm
         ray.shutdown()
     assert read_outputs(str(tmp_path / 'ray')) == reference['bytes']
     assert _same_counts(m, reference['manifest'])
+
+
+def test_ray_resource_check_names_the_shortfall():
+    from granvit_mm.data_engine.ray_runner import _check_resources
+    stages = [dict(type='DecodeImages', ray=dict(concurrency=2, num_cpus=1)), dict(type='X', ray=dict(num_gpus=1)),
+              dict(type='Y')]  # 2 + 1 (default) + 0.25 (reader) CPUs and 1 GPU
+    with pytest.raises(RuntimeError, match="has {'CPU': 4, 'GPU': 0}"):
+        _check_resources(stages, {'CPU': 4})
+    with pytest.raises(RuntimeError):
+        _check_resources(stages, {'CPU': 4, 'GPU': 1})
+    _check_resources(stages, {'CPU': 4.25, 'GPU': 1})
