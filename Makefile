@@ -73,3 +73,10 @@ lint: setup
 
 clean:
 	rm -rf work_dirs data/gran_synth data/tiny_siglip data/tiny_llm
+
+# The data engine on the toy, after `make demo` (docs/data_engine.md): GranSynth val images without labels ->
+# tiny detector (trained here by mmdet's train.py) + RapidOCR + the demo's stage-1 captioner -> Gran JSONL,
+# scored against the truth; prints and writes work_dirs/engine_demo/scores.json.
+.PHONY: engine-demo
+engine-demo: setup
+	$(PY) tools/analysis_tools/engine_demo.py --work-dir work_dirs/engine_demo

@@ -38,10 +38,12 @@ VISBACKENDS = Registry('vis_backend', parent=mme.VISBACKENDS, scope='granvit')
 FUNCTIONS = Registry('function', parent=mme.FUNCTIONS, scope='granvit')
 STRATEGIES = Registry('strategy', parent=mme.STRATEGIES, scope='granvit',
                       locations=['granvit_mm.engine.fsdp'])
+# The data engine's swappable components (ingest, boxes, captioner backends, OCR, filters): granvit_mm/data_engine.
+DATA_ENGINE_STAGES = Registry('data engine stage', scope='granvit', locations=['granvit_mm.data_engine'])
 
 __all__ = [
     'MODELS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'HOOKS', 'METRICS', 'EVALUATOR', 'RUNNERS',
     'RUNNER_CONSTRUCTORS', 'LOOPS', 'LOG_PROCESSORS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'TASK_UTILS',
-    'VISUALIZERS', 'VISBACKENDS', 'FUNCTIONS', 'STRATEGIES'
+    'VISUALIZERS', 'VISBACKENDS', 'FUNCTIONS', 'STRATEGIES', 'DATA_ENGINE_STAGES'
 ]

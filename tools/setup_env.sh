@@ -50,6 +50,8 @@ $PIP install -q -r requirements/pins.txt -c requirements/constraints.txt
 $PIP install -q --no-deps "bitsandbytes==0.45.5"
 # mmcv's runtime deps (addict, yapf, ...) arrive through mmengine; make sure they are there.
 $PIP install -q "addict" "yapf" "packaging" "pyyaml" -c requirements/constraints.txt
+# The data engine: Ray Data and RapidOCR (PP-OCR ONNX models inside the wheel); moves no pin above.
+$PIP install -q -r requirements/data_engine.txt -c requirements/constraints.txt
 $PIP install -q --no-deps -e .
 # The linters setup.cfg configures (`make lint`).
 $PIP install -q -r requirements/lint.txt
