@@ -19,6 +19,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmengine.registry import DefaultScope
 
 from granvit_mm.core.box_text import format_box, parse_box
 from granvit_mm.core.geometry import SquareGeometry
@@ -72,11 +73,14 @@ class GranViTInferencer:
         hf_dir = next((p for p in (config, checkpoint) if is_hf_llava_dir(p)), None)
         exported = hf_dir and stage in ('auto', 'hf_llava')
         self.checkpoint = hf_dir if exported else resolve_checkpoint(checkpoint)
-        self.model: VisionChatModel = build_chat_model(config, self.checkpoint, stage, device=self.device,
-                                                       llm_path=llm_path, **loader_kwargs)
-        # the model's own pre-processing, else the config's test pipeline at the model's input size
-        self.preprocessor = getattr(self.model, 'preprocessor', None) or PipelinePreprocessor.from_config(
-            load_config(config), default_size=self.model.input_size)
+        # built in the granvit scope whatever the caller left as MMEngine's default (mmdet's DetInferencer
+        # switches it to 'mmdet', where GranViTPretrainer is unknown)
+        with DefaultScope.overwrite_default_scope('granvit'):
+            self.model: VisionChatModel = build_chat_model(config, self.checkpoint, stage, device=self.device,
+                                                           llm_path=llm_path, **loader_kwargs)
+            # the model's own pre-processing, else the config's test pipeline at the model's input size
+            self.preprocessor = getattr(self.model, 'preprocessor', None) or PipelinePreprocessor.from_config(
+                load_config(config), default_size=self.model.input_size)
         self.max_pixels = max_pixels
         self.max_new_tokens = max_new_tokens
         self.feature_extractor = DenseFeatureExtractor.from_model(self.model, self.preprocessor, self.device,

@@ -134,3 +134,12 @@ def test_bad_input_through_the_real_model(inferencer, tmp_path):
     with pytest.raises(InferenceInputError, match='outside'):
         inferencer(wide_image(50, 40), boxes=[[0, 0, 60, 10]])
     assert osp.isfile(inferencer.checkpoint)
+
+
+def test_builds_whatever_default_scope_the_caller_left(stage1):
+    # mmdet's DetInferencer (the data engine's box stage) leaves MMEngine's default scope at 'mmdet'
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        infer = GranViTInferencer(stage1['config'], stage1['checkpoint'], llm_path=stage1['llm_path'])
+        img, rec = synth_images(1)[0]
+        assert infer.caption_regions(img, [rec['regions'][0]['bbox']])[0]
