@@ -38,13 +38,17 @@ def write_parquet(rows: List[dict], features, path: str) -> str:
 
 
 def rec_features():
-    from datasets import Features, Image, Sequence as Seq, Value
+    from datasets import Features, Image
+    from datasets import Sequence as Seq
+    from datasets import Value
     return Features(question_id=Value('string'), image=Image(), question=Value('string'),
                     answer=Seq(Value('string')), bbox=Seq(Value('float64')), file_name=Value('string'))
 
 
 def vqa_features():
-    from datasets import Features, Image, Sequence as Seq, Value
+    from datasets import Features, Image
+    from datasets import Sequence as Seq
+    from datasets import Value
     return Features(question_id=Value('string'), image=Image(), question=Value('string'),
                     answers=Seq(Value('string')), file_name=Value('string'))
 

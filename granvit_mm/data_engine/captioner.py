@@ -27,6 +27,7 @@ import numpy as np
 
 from granvit_mm.core.box_text import format_box
 from granvit_mm.registry import DATA_ENGINE_STAGES
+
 from .item import count, reject
 from .stage import Stage, build_component
 
@@ -86,6 +87,7 @@ class GranViTCaptioner:
     def __init__(self, config: str, checkpoint: str, device: str = 'cpu', llm_path: Optional[str] = None,
                  batch_size: int = 8, max_new_tokens: Optional[int] = None) -> None:
         import os.path as osp
+
         from granvit_mm.apis import GranViTInferencer
         self.inferencer = GranViTInferencer(config, checkpoint, device=device, llm_path=llm_path,
                                             max_new_tokens=max_new_tokens)

@@ -13,6 +13,7 @@ from typing import List, Optional
 from PIL import Image, UnidentifiedImageError
 
 from granvit_mm.registry import DATA_ENGINE_STAGES
+
 from .item import count, reject
 from .stage import Stage
 

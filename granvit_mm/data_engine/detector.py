@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from granvit_mm.registry import DATA_ENGINE_STAGES
+
 from .stage import Stage
 
 

@@ -9,6 +9,7 @@ from typing import List, Sequence
 
 from granvit_mm.datasets.converters.filters import PaperFilter
 from granvit_mm.registry import DATA_ENGINE_STAGES
+
 from .item import count, reject
 from .stage import Stage
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from granvit_mm.datasets.converters.common import polygon_to_xyxy
 from granvit_mm.registry import DATA_ENGINE_STAGES
+
 from .stage import Stage
 
 
@@ -24,8 +25,8 @@ class RapidOCRText(Stage):
 
     def __init__(self, sources: Sequence[str] = ('ocr', ), min_score: float = 0.5, max_per_image: int = 100,
                  engine_kwargs: dict = None) -> None:
-        from rapidocr_onnxruntime import RapidOCR
         import rapidocr_onnxruntime
+        from rapidocr_onnxruntime import RapidOCR
         self.sources = set(sources)
         self.min_score, self.max_per_image = float(min_score), int(max_per_image)
         self.engine = RapidOCR(**(engine_kwargs or {}))

@@ -12,6 +12,7 @@ import time
 from typing import Callable, Iterable, List, Optional
 
 from granvit_mm.registry import DATA_ENGINE_STAGES
+
 from .item import count, make_item, reject
 from .shards import read_entries
 from .stage import build_component

@@ -10,6 +10,7 @@ from typing import List
 from mmengine.registry import DefaultScope
 
 from granvit_mm.registry import DATA_ENGINE_STAGES
+
 from .item import live
 
 

@@ -10,7 +10,9 @@ import json
 from collections import Counter
 from typing import Dict, List, Sequence
 
-from granvit_mm.core.gran_record import BadRecordError, ValidationRules, dump_record, make_record, validate_record
+from granvit_mm.core.gran_record import (BadRecordError, ValidationRules, dump_record, make_record,
+                                         validate_record)
+
 from .item import count, reject
 from .shards import atomic_write, output_path, shard_name, stats_path
 

@@ -20,6 +20,7 @@ from granvit_mm.core.geometry import SquareGeometry
 from granvit_mm.core.gran_record import BadRecordError, parse_line
 from granvit_mm.core.prompts import (bbox2caption_question, caption2bbox_answer, caption2bbox_question,
                                      global_caption_question)
+
 from .gran_synth import object_attributes
 
 ASKED = ('colour', 'shape')  # the attributes the VQA questions ask for

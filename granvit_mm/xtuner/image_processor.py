@@ -18,7 +18,8 @@ import numpy as np
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from granvit_mm.core import geometry, image_input
-from granvit_mm.core.image_input import PAD_VALUE, PIXEL_MEAN, PIXEL_STD, as_rgb_uint8, image_list, to_model_input
+from granvit_mm.core.image_input import (PAD_VALUE, PIXEL_MEAN, PIXEL_STD, as_rgb_uint8, image_list,
+                                         to_model_input)
 
 STANDALONE_FILE = 'image_processor.py'
 

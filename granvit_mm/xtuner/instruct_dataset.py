@@ -11,7 +11,7 @@ either an error naming the file and the record (``on_bad_record='raise'``) or a 
 """
 import json
 import os.path as osp
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import torch
 from torch.utils.data import Dataset
@@ -20,6 +20,7 @@ from granvit_mm.core.chat_format import DEFAULT_IMAGE_TOKEN
 from granvit_mm.core.gran_record import BadRecordError
 from granvit_mm.core.image_input import as_rgb_uint8, to_model_input
 from granvit_mm.datasets.skip_counter import SkipCounter
+
 from .gran_conversation import LLaVAConversationEncoder
 
 __all__ = ['LLaVAInstructDataset', 'BadInstructionRecord', 'check_conversation']

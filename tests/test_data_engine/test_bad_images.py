@@ -7,9 +7,8 @@ import struct
 import zlib
 
 import numpy as np
-from PIL import Image
-
 from engine_assets import engine_cfg, read_outputs
+from PIL import Image
 
 
 def _png_claiming(path, width, height):

@@ -4,7 +4,6 @@ import json
 import os.path as osp
 
 import numpy as np
-
 from engine_assets import engine_cfg, read_outputs
 
 

@@ -15,7 +15,7 @@ TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['
 @pytest.fixture(scope='module')
 def tiny_qwen2vl(tmp_path_factory):
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (Qwen2TokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
                               Qwen2VLImageProcessor, Qwen2VLProcessor)
     words = ['[UNK]'] + SPECIAL + 'a the red blue box image region of in describe content normalized bounding ' \

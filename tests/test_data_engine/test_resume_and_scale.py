@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from engine_assets import REPO, engine_cfg, read_outputs
 
 

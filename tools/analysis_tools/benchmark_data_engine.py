@@ -150,7 +150,7 @@ def caption_rate(size: str, device: str, dtype, batch: int, global_tokens: int, 
     g, r = rate(global_tokens), rate(region_tokens)
     per_image_s = 1 / g + REGIONS_PER_IMAGE / r
     params = sum(p.numel() for p in model.parameters())
-    del model
+    model = None  # free it (the closure above shares this cell, so not `del`)
     if device.startswith('cuda'):
         torch.cuda.empty_cache()
     return dict(params_b=round(params / 1e9, 3), image_tokens=n_img_tok, batch=batch, global_q_per_s=g,
@@ -159,6 +159,7 @@ def caption_rate(size: str, device: str, dtype, batch: int, global_tokens: int, 
 
 def detector_rate(config: str, device: str, n: int, px: int, batch: int) -> float:
     import numpy as np
+
     from granvit_mm.data_engine import MMDetBoxes
     det = MMDetBoxes(config, None, device=device, score_thr=0.05, batch_size=batch)
     rng = np.random.default_rng(0)
@@ -185,7 +186,7 @@ def engine_routes(args, root, recs) -> dict:
     for name, launcher, conc in (('loop', 'local', 0), ('ray x1', 'ray', 1), ('ray x2', 'ray', 2)):
         if launcher == 'ray':
             try:
-                import ray  # noqa: F401
+                import ray
             except ImportError:
                 SKIPPED['ray'] = 'ray missing'
                 continue
@@ -196,8 +197,7 @@ def engine_routes(args, root, recs) -> dict:
         run_engine(cfg, listing, wd, img_root=osp.join(root, 'images'), launcher=launcher,
                    ray_num_cpus=args.ray_cpus, log=quiet)
         out[name] = len(recs) / (time.perf_counter() - t0)
-    if 'ray x1' in out:
-        import ray
+    if 'ray x1' in out:  # ray was imported in the loop
         ray.shutdown()
     return out
 

@@ -110,7 +110,7 @@ def llava_step(widths: str, device: str, batch: int, text_len: int, steps: int, 
     if device == 'cuda':
         out['peak_mem_gib'] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         out['gpu'] = torch.cuda.get_device_name()
-    del model, opt
+    model = opt = None  # free them (step() shares these cells, so not `del`)
     return out
 
 

@@ -51,10 +51,11 @@ def _pack(seqs):
 
 
 def prep(args) -> None:
+    from transformers import AutoTokenizer
+
     from granvit_mm.core.chat_format import QWEN_CHAT, ChatTemplateEncoder
     from granvit_mm.xtuner.gran_llava_dataset import GranLLaVADataset
     from granvit_mm.xtuner.stage2_eval import build_eval_dataset
-    from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(args.llm)
     os.makedirs(args.out, exist_ok=True)
     train = GranLLaVADataset(args.train_ann, tok, data_root=args.data_root, data_prefix=dict(img_path='images/'),
@@ -91,6 +92,7 @@ def prep(args) -> None:
                         owner=np.array(owner, np.int64), prompts=flat_prompts, prompt_offsets=p_offsets,
                         boxes=np.array(boxes, np.float64), q_owner=np.array(q_owner, np.int64))
     import hashlib
+
     from granvit_mm.datasets.jsonl_index import resolve_shards
     digest = hashlib.sha256()
     for shard in resolve_shards(args.train_ann, args.data_root):
@@ -128,6 +130,7 @@ class Prepared:
 
 def load_pixels(data_root: str, rel_paths, size: int) -> torch.Tensor:
     from PIL import Image
+
     from granvit_mm.core.image_input import to_model_input
     out = [to_model_input(np.asarray(Image.open(osp.join(data_root, p)).convert('RGB')), size)[0]
            for p in rel_paths]

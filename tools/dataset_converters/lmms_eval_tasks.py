@@ -1,4 +1,4 @@
-"""Write local benchmark copies + lmms-eval task YAMLs (granvit_mm/benchmarks/lmms_data.py), for
+r"""Write local benchmark copies + lmms-eval task YAMLs (granvit_mm/benchmarks/lmms_data.py), for
 `python -m lmms_eval ... --include_path OUT_DIR` in lmms-eval's environment (`make lmms-eval-env`).
 
     # the toy: GranSynth val as a RefCOCO-style task + attribute VQA
