@@ -100,8 +100,8 @@ class GranViTCaptioner:
             idx = [i for i in range(len(images)) if want_global[i] == flag and (flag or len(boxes[i]))]
             if not idx:
                 continue
-            res = self.inferencer([images[i] for i in idx], boxes=[boxes[i].tolist() if len(boxes[i]) else None
-                                                                    for i in idx],
+            res = self.inferencer([images[i] for i in idx],
+                                  boxes=[boxes[i].tolist() if len(boxes[i]) else None for i in idx],
                                   global_caption=flag, batch_size=self.batch_size)
             for i, r in zip(idx, res):
                 out[i] = (clean_text(r['caption']) if flag else None,
@@ -174,8 +174,8 @@ class OpenAICaptioner(PromptedBackend):
     def _data_url(self, rgb: np.ndarray) -> str:
         from PIL import Image
         buf = io.BytesIO()
-        Image.fromarray(rgb).save(buf, format=self.image_format, **({'quality': 95}
-                                                                      if self.image_format == 'JPEG' else {}))
+        extra = {'quality': 95} if self.image_format == 'JPEG' else {}
+        Image.fromarray(rgb).save(buf, format=self.image_format, **extra)
         mime = 'jpeg' if self.image_format == 'JPEG' else self.image_format.lower()
         return f'data:image/{mime};base64,' + base64.b64encode(buf.getvalue()).decode()
 

@@ -24,7 +24,7 @@ def tiny_qwen2vl(tmp_path_factory):
     tok.pre_tokenizer = pre_tokenizers.Split(pattern=r'(<\|[a-z_]+\|>|\s+|[.,\[\]0-9])', behavior='isolated')
     tok.decoder = decoders.WordPiece(prefix='##')
     fast = Qwen2TokenizerFast(tokenizer_object=tok, unk_token='[UNK]', pad_token='<|endoftext|>',
-                                   eos_token='<|im_end|>', additional_special_tokens=SPECIAL)
+                              eos_token='<|im_end|>', additional_special_tokens=SPECIAL)
     ids = {t: fast.convert_tokens_to_ids(t) for t in SPECIAL}
     cfg = Qwen2VLConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                         num_key_value_heads=2, vocab_size=len(words), max_position_embeddings=2048,
@@ -56,7 +56,7 @@ def test_hf_backend_answers_every_question_with_the_box_in_the_prompt(tiny_qwen2
     items = []
     for i, (h, w) in enumerate([(40, 60), (56, 30)]):
         it = make_item(i, '', f'{i}.png', 'x', [dict(bbox=[0, 0, w / 2, h / 2], caption='', kind='object'),
-                                                 dict(bbox=[1, 2, 3, 4], caption='KEEP', kind='text')], w, h)
+                                                dict(bbox=[1, 2, 3, 4], caption='KEEP', kind='text')], w, h)
         it['pixels'] = np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8)
         it['given_boxes'] = False
         items.append(it)

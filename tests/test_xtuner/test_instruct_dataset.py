@@ -16,7 +16,7 @@ def turn(who, text):
 
 
 GOOD = {'id': 'ok', 'image': 'a.png', 'conversations': [turn('human', 'What is it?\n<image>'), turn('gpt', 'red'),
-                                                         turn('human', 'And now?'), turn('gpt', 'blue')]}
+                                                        turn('human', 'And now?'), turn('gpt', 'blue')]}
 TEXT_ONLY = {'id': 'text', 'conversations': [turn('human', 'hello'), turn('gpt', 'hi')]}
 BAD = {
     'missing_image': {'id': 'b1', 'image': 'nowhere.png', 'conversations': GOOD['conversations']},
