@@ -1,10 +1,11 @@
 """Local copies of benchmark data in the form lmms-eval's tasks load, with the task YAMLs that name them.
 
 Nothing can be downloaded here, so each copy is written from files a user has: one parquet file per split with
-the columns of the lmms-lab dataset the stock task reads (``lmms-lab/RefCOCO``: ``question_id, image, question,
-answer, bbox`` (COCO xywh pixels of the original image), ...; ``lmms-lab/DocVQA`` / ``textvqa``: ``question_id,
-question, answers, image``), and a YAML per task (``dataset_path: parquet``, ``data_files`` pointing at it)
-whose hooks are :mod:`granvit_mm.benchmarks.lmms_tasks`. Run lmms-eval with ``--include_path <out_dir>``.
+the columns of the lmms-lab dataset the stock task reads (``lmms-lab/RefCOCO``: ``question_id, image,
+question, answer, bbox`` (COCO xywh pixels of the original image), ...; ``lmms-lab/DocVQA`` / ``textvqa``:
+``question_id, question, answers, image``), and a YAML per task (``dataset_path: parquet``, ``data_files``
+pointing at it) whose hooks are :mod:`granvit_mm.benchmarks.lmms_tasks`. Run lmms-eval with ``--include_path
+<out_dir>``.
 
 Tasks (what ``--tasks`` names):
 - ``gransynth_rec``: GranSynth val as a RefCOCO-style referring-expression task (Acc@0.5 and lmms-eval's other

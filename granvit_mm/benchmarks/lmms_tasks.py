@@ -43,7 +43,8 @@ def answer_box(text: str, width: int, height: int) -> List[float]:
 
 
 def rec_process_docs(dataset):
-    """lmms-eval's RefCOCO pre-processing: image size columns, xywh pixels -> [0, 1] xyxy, one row a sentence."""
+    """lmms-eval's RefCOCO pre-processing: image size columns, xywh pixels -> [0, 1] xyxy, one row a
+    sentence."""
     return _rec_utils().refcoco_bbox_rec_preprocess_dataset(dataset)
 
 

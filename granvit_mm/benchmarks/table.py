@@ -1,4 +1,5 @@
-"""The paper's Table 1 from lmms-eval result files: one row an encoder, each benchmark's score, group averages.
+"""The paper's Table 1 from lmms-eval result files: one row an encoder, each benchmark's score, group
+averages.
 
 Benchmarks and groups follow the paper (fine-grained: RefCOCO testA, RefCOCO+ testA, RefCOCOg test; OCR:
 OCRBench, DocVQA, InfoVQA; VQA: MMBench, HallusionBench, SEED) plus the toy's GranSynth tasks. A benchmark is

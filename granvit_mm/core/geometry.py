@@ -63,8 +63,8 @@ def square_resize(img: np.ndarray, size: int, pad_value: Sequence[int] = (127, 1
                   ) -> Tuple[np.ndarray, SquareGeometry]:
     """Pad to a square and resize to ``size``; returns the image and its geometry.
 
-    PIL's area filter (``BOX``) to shrink, bicubic to enlarge: OpenCV's ``INTER_AREA`` / ``INTER_CUBIC`` choice,
-    in a library every transformers install has, so an export computes the same pixels without OpenCV.
+    PIL's area filter (``BOX``) to shrink, bicubic to enlarge: OpenCV's ``INTER_AREA`` / ``INTER_CUBIC``
+    choice, in a library every transformers install has, so an export computes the same pixels without OpenCV.
     """
     from PIL import Image
     geom = SquareGeometry(img.shape[0], img.shape[1], size)

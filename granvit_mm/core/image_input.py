@@ -38,8 +38,8 @@ def _is_single_image(obj: Any) -> bool:
 
 
 def image_list(images: Any) -> List[Any]:
-    """One image, a batch array (N, H, W, C) / (N, C, H, W), or (nested) lists of them -> a flat list of images,
-    in order (what ``transformers``' processors accept as ``images``)."""
+    """One image, a batch array (N, H, W, C) / (N, C, H, W), or (nested) lists of them -> a flat list of
+    images, in order (what ``transformers``' processors accept as ``images``)."""
     if isinstance(images, (str, bytes)) or _is_single_image(images):
         return [images]
     if hasattr(images, 'shape') and len(images.shape) == 4:  # numpy / torch batch

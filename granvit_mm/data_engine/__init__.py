@@ -4,8 +4,8 @@ Stages are registered in ``DATA_ENGINE_STAGES`` (scope ``granvit``) and chained 
 (configs/data_engine/): ``DecodeImages`` (ingest) -> ``MMDetBoxes`` (mmdet's DetInferencer) and/or
 ``RapidOCRText`` (PP-OCR via ONNX) -> ``PaperFilters`` -> ``CaptionRegions`` (backends: ``GranViTCaptioner``,
 ``HFVLMCaptioner``, ``OpenAICaptioner``) -> the writer (the reader's validator, atomic shards, a manifest).
-``run_engine`` plans shards and runs them in a loop, a process pool or Ray Data; finished shards are skipped on
-rerun.
+``run_engine`` plans shards and runs them in a loop, a process pool or Ray Data; finished shards are skipped
+on rerun.
 """
 from .captioner import CaptionRegions, GranViTCaptioner, HFVLMCaptioner, OpenAICaptioner
 from .decode import DecodeImages

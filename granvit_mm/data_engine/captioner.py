@@ -82,7 +82,8 @@ class PromptedBackend:
 
 @DATA_ENGINE_STAGES.register_module()
 class GranViTCaptioner:
-    """This project's stage-1 (or registered stage-2) checkpoint through ``GranViTInferencer``'s public API."""
+    """This project's stage-1 (or registered stage-2) checkpoint through ``GranViTInferencer``'s public
+    API."""
 
     def __init__(self, config: str, checkpoint: str, device: str = 'cpu', llm_path: Optional[str] = None,
                  batch_size: int = 8, max_new_tokens: Optional[int] = None) -> None:

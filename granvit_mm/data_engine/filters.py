@@ -2,8 +2,8 @@
 ``datasets/converters/filters.PaperFilter``'s; this stage only maps its verdicts onto items).
 
 It runs after the boxes (detector, OCR or given) and before captioning, so the captioner never spends time on
-an image or a box the filters would drop. A removed image becomes a reject ``filter:<rule>``; removed boxes are
-counted per rule in the manifest.
+an image or a box the filters would drop. A removed image becomes a reject ``filter:<rule>``; removed boxes
+are counted per rule in the manifest.
 """
 from typing import List, Sequence
 

@@ -1,11 +1,11 @@
 """The cluster route: the same stages as Ray Data operators, no scheduler of our own.
 
 Pending shards -> ``flat_map`` (a shard's entries become rows) -> one ``map_batches`` per stage, each an actor
-pool (a stage builds its model once per actor; the config's per-stage ``ray=dict(concurrency=..., num_gpus=...,
-num_cpus=..., batch_size=...)`` sizes it: GPU actors for the detector and captioner, CPU actors for ingest, OCR
-and filters) -> the driver collects rows per shard and writes each shard as soon as all its items have arrived,
-with the same writer as the local route (so resume, counts and the manifest are the same). Rows carry a
-pickled item: Ray moves them through its object store; the last stage drops the pixels first.
+pool (a stage builds its model once per actor; the config's per-stage ``ray=dict(concurrency=...,
+num_gpus=..., num_cpus=..., batch_size=...)`` sizes it: GPU actors for the detector and captioner, CPU actors
+for ingest, OCR and filters) -> the driver collects rows per shard and writes each shard as soon as all its
+items have arrived, with the same writer as the local route (so resume, counts and the manifest are the same).
+Rows carry a pickled item: Ray moves them through its object store; the last stage drops the pixels first.
 """
 import pickle
 from collections import defaultdict

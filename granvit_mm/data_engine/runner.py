@@ -1,5 +1,6 @@
 """One call for the tool and the tests: plan the shards, run the pending ones (loop, pool or Ray), write the
-manifest. Rerunning the same call after a crash or a kill finishes what is missing and rewrites the manifest."""
+manifest. Rerunning the same call after a crash or a kill finishes what is missing and rewrites the
+manifest."""
 import glob
 import json
 import os.path as osp

@@ -1,5 +1,5 @@
-"""Score engine output against reference Gran JSONL (GranSynth's truth in the toy): box recall and precision at
-IoU >= 0.5 (one-to-one, greedy by IoU), region-caption ROUGE-L of matched boxes (the project's
+"""Score engine output against reference Gran JSONL (GranSynth's truth in the toy): box recall and precision
+at IoU >= 0.5 (one-to-one, greedy by IoU), region-caption ROUGE-L of matched boxes (the project's
 ``evaluation.metrics.rouge``), and OCR character accuracy of text pages (1 - edit distance / reference length,
 over each page's lines in reading order, summed over pages)."""
 import json
@@ -61,8 +61,8 @@ def reading_order(regions: List[dict]) -> str:
 
 
 def score(pred: Dict[str, dict], truth: Dict[str, dict], iou_thr: float = 0.5) -> dict:
-    """Scores of ``pred`` records against ``truth`` records (both keyed by image path). Truth images the engine
-    did not write count as misses."""
+    """Scores of ``pred`` records against ``truth`` records (both keyed by image path). Truth images the
+    engine did not write count as misses."""
     n_pred = n_truth = n_match = 0
     rouges, ocr_edits, ocr_chars, pages = [], 0, 0, 0
     for image, ref in truth.items():

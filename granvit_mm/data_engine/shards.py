@@ -1,10 +1,11 @@
 """Shards: the unit of work, planned once, each finished exactly once.
 
-The input stream is cut into shards of ``shard_size`` entries, written to ``<work_dir>/plan/`` (one small JSONL
-of entries per shard; ``plan.json`` last, so a plan killed midway is simply redone). A worker reads one
-shard's entries, never the whole input. A shard is finished when ``stats/part-XXXXX.json`` exists: it is written
-after ``gran/part-XXXXX.jsonl``, both atomically (temp file, fsync, rename), so a run killed at any moment and
-rerun with the same command redoes only unfinished shards, and a redone shard replaces, never appends.
+The input stream is cut into shards of ``shard_size`` entries, written to ``<work_dir>/plan/`` (one small
+JSONL of entries per shard; ``plan.json`` last, so a plan killed midway is simply redone). A worker reads one
+shard's entries, never the whole input. A shard is finished when ``stats/part-XXXXX.json`` exists: it is
+written after ``gran/part-XXXXX.jsonl``, both atomically (temp file, fsync, rename), so a run killed at any
+moment and rerun with the same command redoes only unfinished shards, and a redone shard replaces, never
+appends.
 
 Duplicate paths are refused within a shard (``duplicate_input``); across shards they are not detected (that
 would need every path in memory): de-duplicate a list first (``sort -u``) when it may repeat itself.

@@ -3,8 +3,8 @@
 Every record goes through the training reader's own ``validate_record`` (bad regions dropped and counted, as
 the converters do), so whatever is written, ``GranDataset`` loads unchanged. A record also carries
 ``provenance`` (the run, which component made its boxes and captions, any flags): an extra key, which the
-reader ignores. Shard counts obey ``inputs == written + sum(rejected)``; the manifest sums the shards and gives
-each stage's in/out.
+reader ignores. Shard counts obey ``inputs == written + sum(rejected)``; the manifest sums the shards and
+gives each stage's in/out.
 """
 import json
 from collections import Counter

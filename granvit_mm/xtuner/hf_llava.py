@@ -11,8 +11,8 @@ The image placeholder: XTuner uses id -200 in ``input_ids``; transformers' LLaVA
 ``<image>`` is added to the tokenizer (and the embedding grows when the vocabulary has no spare row). That
 token is never an answer in XTuner, so the saved generation config suppresses it.
 
-Generation stops at the end of the turn: the generation config's eos ids hold the template's stop words, and the
-exported tokenizer's ``eos_token`` is the template's end-of-turn token (``<|im_end|>`` for qwen_chat, as
+Generation stops at the end of the turn: the generation config's eos ids hold the template's stop words, and
+the exported tokenizer's ``eos_token`` is the template's end-of-turn token (``<|im_end|>`` for qwen_chat, as
 Qwen2.5-Instruct's tokenizer has it), because harnesses such as lmms-eval's ``llava_hf`` pass
 ``eos_token_id=tokenizer.eos_token_id`` to ``generate`` over the generation config.
 """

@@ -2,9 +2,9 @@
 
 Pad right/bottom to a square, resize, SigLIP-normalise: :func:`granvit_mm.core.image_input.to_model_input`,
 the function stage 1's pipeline, stage 2's dataset and inference all call. No stock transformers processor
-pads to a square (``SiglipImageProcessor`` stretches; XTuner's ``expand2square`` centres), so exports save this
-class beside the model (``auto_map``), and ``AutoImageProcessor.from_pretrained(dir, trust_remote_code=True)``
-or ``GranViTImageProcessor.from_pretrained(dir)`` load it.
+pads to a square (``SiglipImageProcessor`` stretches; XTuner's ``expand2square`` centres), so exports save
+this class beside the model (``auto_map``), and ``AutoImageProcessor.from_pretrained(dir,
+trust_remote_code=True)`` or ``GranViTImageProcessor.from_pretrained(dir)`` load it.
 
 The saved ``image_processor.py`` is self-contained: :func:`standalone_source` writes the class together with
 the source of the core functions it calls (numpy + PIL), so an export loads with transformers alone -- no
@@ -25,8 +25,8 @@ STANDALONE_FILE = 'image_processor.py'
 
 
 def write_standalone(save_directory: str) -> str:
-    """Write the self-contained ``image_processor.py`` into ``save_directory`` (over transformers' copy of this
-    module, which imports granvit_mm)."""
+    """Write the self-contained ``image_processor.py`` into ``save_directory`` (over transformers' copy of
+    this module, which imports granvit_mm)."""
     path = osp.join(save_directory, STANDALONE_FILE)
     with open(path, 'w') as f:
         f.write(standalone_source())

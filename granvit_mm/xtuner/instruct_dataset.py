@@ -4,9 +4,9 @@ The records are LLaVA's JSON (``{"id", "image", "conversations": [{"from": "huma
 a JSON list or JSONL); conversations are tokenised by XTuner's own functions (``LLaVAConversationEncoder``:
 ``llava_map_fn`` -> ``template_map_fn`` -> ``encode_fn``) and images go through GranViT's pre-processing
 (``core.image_input``: pad right/bottom, resize, SigLIP normalisation), so stage 3 sees what stages 1-2 saw.
-What differs from ``xtuner.dataset.LLaVADataset`` is bad input: XTuner tokenises everything up front, truncates
-long texts silently and crashes mid-run on a missing image; here every record is checked, and a bad one is
-either an error naming the file and the record (``on_bad_record='raise'``) or a counted, logged skip
+What differs from ``xtuner.dataset.LLaVADataset`` is bad input: XTuner tokenises everything up front,
+truncates long texts silently and crashes mid-run on a missing image; here every record is checked, and a bad
+one is either an error naming the file and the record (``on_bad_record='raise'``) or a counted, logged skip
 (``'skip'``: dropped up front when the JSON shows it, redrawn deterministically when found while loading).
 """
 import json

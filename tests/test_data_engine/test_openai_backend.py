@@ -1,6 +1,7 @@
-"""The OpenAI-compatible HTTP captioner against a stub server the test starts on 127.0.0.1 (the transformers 5.x
-``transformers serve`` route needs its own environment; see docs/data_engine.md): prompts and images as the
-server sees them, bounded retries, timeouts, refusals, and a dead server leaving the shard for the rerun."""
+"""The OpenAI-compatible HTTP captioner against a stub server the test starts on 127.0.0.1 (the transformers
+5.x ``transformers serve`` route needs its own environment; see docs/data_engine.md): prompts and images as
+the server sees them, bounded retries, timeouts, refusals, and a dead server leaving the shard for the
+rerun."""
 import base64
 import io
 import json

@@ -1,5 +1,5 @@
-"""GranSynth as LLaVA instruction data: valid LLaVA records (the stage-3 dataset's checks), boxes relative to the
-padded square, attribute questions only where they name one object."""
+"""GranSynth as LLaVA instruction data: valid LLaVA records (the stage-3 dataset's checks), boxes relative to
+the padded square, attribute questions only where they name one object."""
 from granvit_mm.core.box_text import parse_box
 from granvit_mm.core.geometry import SquareGeometry
 from granvit_mm.core.prompts import CAPTION2BBOX_PROMPT

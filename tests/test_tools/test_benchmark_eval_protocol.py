@@ -1,5 +1,5 @@
-"""tools/analysis_tools/benchmark_eval_protocol.py: the tiny step runs on CPU (the code the GPU run uses at the
-paper's widths), and a part whose package is missing is reported as skipped instead of failing the run."""
+"""tools/analysis_tools/benchmark_eval_protocol.py: the tiny step runs on CPU (the code the GPU run uses at
+the paper's widths), and a part whose package is missing is reported as skipped instead of failing the run."""
 import sys
 
 from repo_tools import load_tool

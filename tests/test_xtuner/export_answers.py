@@ -3,9 +3,10 @@
     python export_answers.py EXPORT_DIR IMAGES.npz QUESTIONS.json OUT.json [--block granvit_mm,cv2]
 
 Imports nothing of the project: with ``--block``, those packages are made unimportable (``sys.modules[name] =
-None``, as if not installed), so a load that needs them fails. Writes the greedy answers of the documented usage
-(chat template + processor + ``generate``), the answers when ``eos_token_id=tokenizer.eos_token_id`` is passed
-as lmms-eval's llava_hf does, the pixel values of every image in several input forms, and the transformers version.
+None``, as if not installed), so a load that needs them fails. Writes the greedy answers of the documented
+usage (chat template + processor + ``generate``), the answers when ``eos_token_id=tokenizer.eos_token_id`` is
+passed as lmms-eval's llava_hf does, the pixel values of every image in several input forms, and the
+transformers version.
 """
 import json
 import sys

@@ -74,7 +74,8 @@ def env():
 
 
 def save_export(out_dir: str, llm_dir: str, encoder_dir: str, seed: int = 1) -> str:
-    """A transformers LLaVA export of a stage-2 model whose projector moved (``to_hf_llava`` + save_pretrained)."""
+    """A transformers LLaVA export of a stage-2 model whose projector moved (``to_hf_llava`` +
+    save_pretrained)."""
     from transformers import AutoTokenizer
 
     from granvit_mm.xtuner.hf_llava import to_hf_llava

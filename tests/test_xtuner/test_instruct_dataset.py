@@ -1,4 +1,5 @@
-"""LLaVAInstructDataset: LLaVA instruction JSON -> XTuner items, bad records named or counted, never a crash."""
+"""LLaVAInstructDataset: LLaVA instruction JSON -> XTuner items, bad records named or counted, never a
+crash."""
 import json
 
 import numpy as np

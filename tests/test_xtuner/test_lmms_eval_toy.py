@@ -1,5 +1,5 @@
-"""The toy benchmarks through lmms-eval itself (its own environment, `make lmms-eval-env`): the GranSynth tasks
-load, lmms-eval's RefCOCO truth pipeline scores padded-square answers in original-image coordinates (an
+"""The toy benchmarks through lmms-eval itself (its own environment, `make lmms-eval-env`): the GranSynth
+tasks load, lmms-eval's RefCOCO truth pipeline scores padded-square answers in original-image coordinates (an
 oracle scores 1.0 on non-square images), and `python -m lmms_eval --model llava_hf` runs on an export.
 Skips with the reason when the environment is absent (CI note in docs/evaluation.md)."""
 import glob

@@ -1,5 +1,5 @@
-"""`transformers serve` (transformers 5.x's OpenAI-compatible server, `make tf5-env`) serves the export: an OpenAI
-chat request with a base64 PNG and the Caption2Bbox prompt gets the answer the export gives through
+"""`transformers serve` (transformers 5.x's OpenAI-compatible server, `make tf5-env`) serves the export: an
+OpenAI chat request with a base64 PNG and the Caption2Bbox prompt gets the answer the export gives through
 processor + generate. The server binds 127.0.0.1 and is started and stopped here. Skips without the env."""
 import base64
 import io

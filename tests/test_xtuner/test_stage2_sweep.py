@@ -1,4 +1,5 @@
-"""tools/analysis_tools/stage2_sweep.py replays XTuner's stage-2 step: same loss, same projector, same scoring."""
+"""tools/analysis_tools/stage2_sweep.py replays XTuner's stage-2 step: same loss, same projector, same
+scoring."""
 import numpy as np
 import pytest
 import torch

@@ -1,5 +1,6 @@
-"""The transformers export is self-contained: its image processor needs neither granvit_mm nor OpenCV, computes
-core's pixels, takes images the ways transformers' processors do, and the model stops at the end of the turn.
+"""The transformers export is self-contained: its image processor needs neither granvit_mm nor OpenCV,
+computes core's pixels, takes images the ways transformers' processors do, and the model stops at the end of
+the turn.
 
 The export is loaded in a subprocess where granvit_mm, granvit and cv2 are unimportable, with the
 pinned transformers 4.48 and -- where `make tf5-env` has been run -- with transformers 5.x.

@@ -1,6 +1,7 @@
 """Stage 3 as docs/evaluation.md tells a user: GranSynth -> LLaVA instruction JSON, `python -m xtuner.tools.train`
-the tiny stage-3 config from a stage-2 checkpoint, export to transformers; the baseline is the same config with a
-plain SigLIP tower. `xtuner train` can exit 0 after a crash, so the test checks what the run leaves behind."""
+the tiny stage-3 config from a stage-2 checkpoint, export to transformers; the baseline is the same config
+with a plain SigLIP tower. `xtuner train` can exit 0 after a crash, so the test checks what the run leaves
+behind."""
 import os
 import os.path as osp
 import re

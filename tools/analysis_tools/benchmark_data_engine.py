@@ -2,15 +2,15 @@
 
 CPU (``--tiny``, what this machine can check): images/s of each stage alone on GranSynth-like images (ingest,
 a tiny RetinaNet with random weights through mmdet's DetInferencer, RapidOCR on text pages, the paper filters,
-a tiny Qwen2-VL captioner with random weights, and the project's stage-1 captioner when ``--stage1`` is given),
-then the whole engine as a plain loop vs Ray Data with 1 and 2 actors per stage, side by side.
+a tiny Qwen2-VL captioner with random weights, and the project's stage-1 captioner when ``--stage1`` is
+given), then the whole engine as a plain loop vs Ray Data with 1 and 2 actors per stage, side by side.
 
 GPU (``--device cuda``): also the detector and the captioner at real sizes with random weights (nothing is
 downloaded): a ViTDet-B-shaped detector (GranViT-B/16 + SimpleFPN + Mask R-CNN at 1024 px,
-projects/granvit_det) and a Qwen2-VL-7B-shaped model in bf16 (2B-shaped if 7B does not fit), generating a global
-caption (``--global-tokens``) and ``--regions`` region captions (``--region-tokens``) per image, then a GPU-hours
-projection for 29.5M images. Stages whose packages are missing (mmdet/mmcv, transformers, rapidocr, ray) are
-skipped and named.
+projects/granvit_det) and a Qwen2-VL-7B-shaped model in bf16 (2B-shaped if 7B does not fit), generating a
+global caption (``--global-tokens``) and ``--regions`` region captions (``--region-tokens``) per image, then a
+GPU-hours projection for 29.5M images. Stages whose packages are missing (mmdet/mmcv, transformers, rapidocr,
+ray) are skipped and named.
 
     python tools/analysis_tools/benchmark_data_engine.py --tiny
     python tools/analysis_tools/benchmark_data_engine.py --device cuda --out work_dirs/engine_bench.json

@@ -66,8 +66,9 @@ def llava_step(widths: str, device: str, batch: int, text_len: int, steps: int, 
     """Median fwd + bwd + AdamW step of a randomly initialised LLaVA at ``widths`` (projector + LLM trained).
 
     As the paper config trains (XTuner's ``AmpOptimWrapper(dtype='bfloat16')``): float32 weights and AdamW
-    states, bf16 autocast on CUDA (float32 on CPU), activation checkpointing as XTuner's default (``grad_ckpt``).
-    One device, no ZeRO: DeepSpeed ZeRO-2 over 8 GPUs shards the gradients and AdamW states further."""
+    states, bf16 autocast on CUDA (float32 on CPU), activation checkpointing as XTuner's default
+    (``grad_ckpt``). One device, no ZeRO: DeepSpeed ZeRO-2 over 8 GPUs shards the gradients and AdamW states
+    further."""
     from transformers import LlavaConfig, LlavaForConditionalGeneration, Qwen2Config, SiglipVisionConfig
     vision, text = WIDTHS[widths]
     n_visual = (vision['image_size'] // vision['patch_size'])**2

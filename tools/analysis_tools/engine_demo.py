@@ -4,8 +4,8 @@ GranSynth's truth (docs/data_engine.md).
 1. a tiny RetinaNet (projects/granvit_det/configs/retinanet_granvit-tiny_simplefpn_gransynth-64px.py) trained on
    GranSynth train by mmdet's packaged train.py, from the `make demo` stage-1 ViT;
 2. the engine (configs/data_engine/gransynth_demo.py) on a list of the val images (path + source: object scene
-   or text page, as a real run knows which collection an image comes from), boxes from that detector, text lines
-   from RapidOCR on the pages, captions from the `make demo` stage-1 checkpoint;
+   or text page, as a real run knows which collection an image comes from), boxes from that detector, text
+   lines from RapidOCR on the pages, captions from the `make demo` stage-1 checkpoint;
 3. the same captioner on the *true* boxes (the Gran JSONL route: boxes kept, captions redone): the captioner's
    share of the score apart from the detector's;
 4. scores: box recall/precision at IoU 0.5, region-caption ROUGE-L of matched boxes, OCR character accuracy;

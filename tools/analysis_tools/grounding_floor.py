@@ -1,5 +1,6 @@
-"""Caption2Bbox floors of a Gran dataset: the best constant box (fit on train for Acc@IoU0.5, and for mean IoU;
-scored on val) and a random-object oracle (the true box of a random region of the same image). A grounding score means something only above both.
+"""Caption2Bbox floors of a Gran dataset: the best constant box (fit on train for Acc@IoU0.5, and for mean
+IoU; scored on val) and a random-object oracle (the true box of a random region of the same image). A
+grounding score means something only above both.
 
     python tools/analysis_tools/grounding_floor.py --data-root data/gran_synth \
         [--train annotations/train*.jsonl] [--val annotations/val*.jsonl] [--out work_dirs/floor.json]

@@ -165,7 +165,8 @@ def build_projector(vis_dim: int, llm_dim: int, init: str, tower_dir: str) -> to
 
 def _embed_rows(llm, proj, vis, rows):
     """rows: (ids, labels, image index) -> inputs_embeds, labels, attention mask (right-padded), built as
-    XTuner's ``prepare_inputs_labels_for_multimodal`` does: the image's projected tokens replace ``<image>``."""
+    XTuner's ``prepare_inputs_labels_for_multimodal`` does: the image's projected tokens replace
+    ``<image>``."""
     emb, device = llm.get_input_embeddings(), vis.device
     v = proj(vis[torch.as_tensor([r[2] for r in rows], device=device)])  # (B, N, C): one projector call
     n_vis = v.shape[1]

@@ -3,7 +3,8 @@
     python tools/misc/make_gran_synth_instruct.py --data-root data/gran_synth --out-dir data/gran_synth_instruct
 
 Writes ``<out-dir>/train.json`` and ``val.json`` (LLaVA records: ``id``, ``image`` relative to
-``<data-root>/images``, ``conversations``): global captions, Caption2Bbox, Bbox2Caption and attribute questions.
+``<data-root>/images``, ``conversations``): global captions, Caption2Bbox, Bbox2Caption and attribute
+questions.
 """
 import argparse
 
