@@ -19,7 +19,8 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', help='an engine config (configs/data_engine/*.py)')
-    p.add_argument('--input', required=True, help='a folder of images, a text list of paths, or a Gran .jsonl')
+    p.add_argument('--input', required=True,
+                   help='a folder of images, a text list of paths, or a Gran .jsonl')
     p.add_argument('--work-dir', required=True, help='where shards, stats and the manifest go')
     p.add_argument('--img-root', help='the folder record paths are relative to (default: the folder, or the '
                    "list's / jsonl's folder)")
@@ -43,7 +44,8 @@ def main(argv=None) -> dict:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg = cfg.to_dict()
-    manifest = run_engine(cfg, args.input, args.work_dir, args.img_root, args.source or cfg.get('source', 'images'),
+    manifest = run_engine(cfg, args.input, args.work_dir, args.img_root,
+                          args.source or cfg.get('source', 'images'),
                           args.workers, args.launcher, args.ray_address, args.ray_num_cpus)
     keys = ('inputs', 'written', 'rejected_total', 'regions_written', 'rejected', 'counts')
     print(json.dumps({k: manifest[k] for k in keys}, indent=1))

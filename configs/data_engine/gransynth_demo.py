@@ -15,7 +15,8 @@ batch_size = 16  # items per pass through the stages (bounds decoded pixels in m
 source = 'gran_synth'
 stages = [
     dict(type='DecodeImages', max_pixels=40_000_000),
-    dict(type='MMDetBoxes', config=detector_config, checkpoint=detector_checkpoint, score_thr=0.3, nms_iou=0.5,
+    dict(type='MMDetBoxes', config=detector_config, checkpoint=detector_checkpoint, score_thr=0.3,
+         nms_iou=0.5,
          max_per_image=6, batch_size=1, skip_sources=ocr_sources),
     dict(type='RapidOCRText', sources=ocr_sources, min_score=0.5),
     dict(type='PaperFilters', min_short_side=32, min_aspect=1 / 3, max_aspect=3.0, min_box_area=6**2,

@@ -16,7 +16,8 @@ stages = [
          score_thr=0.5, nms_iou=0.5, max_per_image=10, batch_size=1),
     dict(type='PaperFilters', min_short_side=224, min_box_area=64**2, box_kinds=('object', )),
     dict(type='CaptionRegions', max_region_words=10, over_limit='cut',
-         backend=dict(type='HFVLMCaptioner', model_path=vlm_path, device=device, dtype='float32', batch_size=4,
+         backend=dict(type='HFVLMCaptioner', model_path=vlm_path, device=device, dtype='float32',
+                      batch_size=4,
                       max_new_tokens=48, box_style='int999',
                       processor_kwargs=dict(min_pixels=128 * 28 * 28, max_pixels=512 * 28 * 28))),
 ]

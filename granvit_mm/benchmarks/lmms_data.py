@@ -54,7 +54,8 @@ def vqa_features():
                     answers=Seq(Value('string')), file_name=Value('string'))
 
 
-def rec_row(qid: str, image_path: str, sentences: Sequence[str], box_xyxy: Sequence[float], file_name: str) -> dict:
+def rec_row(qid: str, image_path: str, sentences: Sequence[str], box_xyxy: Sequence[float],
+            file_name: str) -> dict:
     x1, y1, x2, y2 = [float(v) for v in box_xyxy]
     return dict(question_id=str(qid), image=_image(image_path), question=sentences[0], answer=list(sentences),
                 bbox=[x1, y1, x2 - x1, y2 - y1], file_name=file_name)
@@ -115,9 +116,11 @@ def gran_synth_rows(data_root: str, split: str = 'val', max_questions: Optional[
     for i, r in enumerate(read_gran(osp.join(data_root, 'annotations', f'{split}.jsonl'))):
         path = osp.join(data_root, 'images', r['image'])
         for j in unique_regions(r):
-            rec.append(rec_row(f'{i}_{j}', path, [r['regions'][j]['caption']], r['regions'][j]['bbox'], r['image']))
+            rec.append(rec_row(f'{i}_{j}', path, [r['regions'][j]['caption']], r['regions'][j]['bbox'],
+                               r['image']))
         for k, (q, a, _) in enumerate(attribute_questions(r)):
-            vqa.append(dict(question_id=f'{i}_{k}', image=_image(path), question=q, answers=[a], file_name=r['image']))
+            vqa.append(dict(question_id=f'{i}_{k}', image=_image(path), question=q, answers=[a],
+                            file_name=r['image']))
     return rec[:max_questions], vqa[:max_questions]
 
 
@@ -125,7 +128,8 @@ def write_gran_synth_tasks(data_root: str, out_dir: str, split: str = 'val',
                            max_questions: Optional[int] = None) -> Dict[str, int]:
     rec, vqa = gran_synth_rows(data_root, split, max_questions)
     write_task(out_dir, 'gransynth_rec', rec, rec_features(), 'rec')
-    write_task(out_dir, 'gransynth_rec_lmms_prompt', rec, rec_features(), 'rec', doc_to_text='rec_doc_to_text_lmms')
+    write_task(out_dir, 'gransynth_rec_lmms_prompt', rec, rec_features(), 'rec',
+               doc_to_text='rec_doc_to_text_lmms')
     write_task(out_dir, 'gransynth_attr_vqa', vqa, vqa_features(), 'vqa_exact', max_new_tokens=8)
     return dict(gransynth_rec=len(rec), gransynth_rec_lmms_prompt=len(rec), gransynth_attr_vqa=len(vqa))
 
@@ -150,7 +154,8 @@ def refcoco_rows(refs: Iterable[dict], instances: dict, image_root: str, split: 
         if not osp.isfile(path):
             raise FileNotFoundError(f'RefCOCO image of ref {ref.get("ref_id")} not found: {path} '
                                     '(--image-root is the COCO train2014 folder)')
-        rows.append(rec_row(str(ref['ann_id']), path, sentences, xywh_to_xyxy(anns[int(ref['ann_id'])]['bbox']),
+        rows.append(rec_row(str(ref['ann_id']), path, sentences,
+                            xywh_to_xyxy(anns[int(ref['ann_id'])]['bbox']),
                             im['file_name']))
         if max_questions and len(rows) >= max_questions:
             break

@@ -28,7 +28,8 @@ BENCHMARKS: 'OrderedDict[Tuple[str, str], Tuple[Tuple[str, ...], str]]' = Ordere
     (('VQA', 'HallusionBench'), (('hallusion_bench_image', ), 'aAcc')),
     (('VQA', 'SEED'), (('seedbench', ), 'seed_image')),
     (('GranSynth (toy)', 'REC Acc@0.5'), (('gransynth_rec', ), 'refcoco_ACC@0.5')),
-    (('GranSynth (toy)', 'REC Acc@0.5, lmms-eval prompt'), (('gransynth_rec_lmms_prompt', ), 'refcoco_ACC@0.5')),
+    (('GranSynth (toy)', 'REC Acc@0.5, lmms-eval prompt'),
+     (('gransynth_rec_lmms_prompt', ), 'refcoco_ACC@0.5')),
     (('GranSynth (toy)', 'attribute VQA'), (('gransynth_attr_vqa', ), 'exact_match')),
 ])
 
@@ -55,7 +56,8 @@ def read_scores(path: str) -> Dict[str, Dict[str, float]]:
     return scores
 
 
-def benchmark_score(scores: Dict[str, Dict[str, float]], tasks: Sequence[str], metric: str) -> Optional[float]:
+def benchmark_score(scores: Dict[str, Dict[str, float]], tasks: Sequence[str],
+                    metric: str) -> Optional[float]:
     for task in tasks:
         if task in scores and metric in scores[task]:
             v = float(scores[task][metric])

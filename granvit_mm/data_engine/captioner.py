@@ -66,7 +66,8 @@ class PromptedBackend:
         """Answers to ``(image index, prompt)`` questions, in order."""
         raise NotImplementedError
 
-    def caption(self, images: List[np.ndarray], boxes: List[np.ndarray], want_global: List[bool]) -> List[Answer]:
+    def caption(self, images: List[np.ndarray], boxes: List[np.ndarray],
+                want_global: List[bool]) -> List[Answer]:
         questions = []
         for i, (im, bx) in enumerate(zip(images, boxes)):
             if want_global[i]:
@@ -95,7 +96,8 @@ class GranViTCaptioner:
         self.batch_size = int(batch_size)
         self.tag = f'granvit:{osp.basename(self.inferencer.checkpoint)}'
 
-    def caption(self, images: List[np.ndarray], boxes: List[np.ndarray], want_global: List[bool]) -> List[Answer]:
+    def caption(self, images: List[np.ndarray], boxes: List[np.ndarray],
+                want_global: List[bool]) -> List[Answer]:
         out: List[Answer] = [(None, []) for _ in images]
         for flag in (True, False):
             idx = [i for i in range(len(images)) if want_global[i] == flag and (flag or len(boxes[i]))]
@@ -148,7 +150,8 @@ class HFVLMCaptioner(PromptedBackend):
             inputs = self.processor(text=texts, images=ims, return_tensors='pt', padding=True).to(self.device)
             with torch.no_grad():
                 gen = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-            answers += self.processor.batch_decode(gen[:, inputs['input_ids'].shape[1]:], skip_special_tokens=True)
+            answers += self.processor.batch_decode(gen[:, inputs['input_ids'].shape[1]:],
+                                                   skip_special_tokens=True)
         return answers
 
 
@@ -221,7 +224,8 @@ class CaptionRegions(Stage):
     """
     name = 'caption'
 
-    def __init__(self, backend: dict, global_caption: bool = True, no_global_sources: Sequence[str] = ('ocr', ),
+    def __init__(self, backend: dict, global_caption: bool = True,
+                 no_global_sources: Sequence[str] = ('ocr', ),
                  caption_kinds: Sequence[str] = ('object', ), max_region_words: int = 10,
                  over_limit: str = 'cut') -> None:
         if over_limit not in ('cut', 'flag'):
@@ -245,7 +249,8 @@ class CaptionRegions(Stage):
         return text
 
     def process(self, items: List[dict]) -> None:
-        todo = [[n for n, r in enumerate(it['regions']) if r.get('kind', 'object') in self.kinds] for it in items]
+        todo = [[n for n, r in enumerate(it['regions']) if r.get('kind',
+                                                                 'object') in self.kinds] for it in items]
         want = [self.global_caption and it['source'] not in self.no_global for it in items]
         boxes = [np.asarray([it['regions'][n]['bbox'] for n in idx], np.float64).reshape(-1, 4)
                  for it, idx in zip(items, todo)]

@@ -50,7 +50,8 @@ def stage_names(cfg: dict) -> List[str]:
 
 def run_tag(cfg: dict) -> str:
     """A short id of the engine config: written into every record's provenance and the manifest."""
-    text = json.dumps(dict(stages=cfg['stages'], batch_size=cfg.get('batch_size')), sort_keys=True, default=str)
+    text = json.dumps(dict(stages=cfg['stages'], batch_size=cfg.get('batch_size')), sort_keys=True,
+                      default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -61,7 +62,8 @@ def entries_to_items(entries: List[dict], first_key: int) -> List[dict]:
             it = make_item(first_key + n, '', '', '')
             reject(it, 'input', e['bad'], e.get('detail', ''))
         else:
-            it = make_item(first_key + n, e['path'], e['image'], e['source'], e.get('regions'), e.get('width'),
+            it = make_item(first_key + n, e['path'], e['image'], e['source'], e.get('regions'),
+                           e.get('width'),
                            e.get('height'))
             it['caption'] = e.get('caption')  # a Gran input's caption stays unless a captioner redoes it
             count(it, 'input:regions_dropped', e.get('dropped', 0))

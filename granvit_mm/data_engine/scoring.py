@@ -57,7 +57,8 @@ def reading_order(regions: List[dict]) -> str:
             lines[-1].append(r)
         else:
             lines.append([r])
-    return '\n'.join(' '.join(x['caption'] for x in sorted(line, key=lambda r: r['bbox'][0])) for line in lines)
+    return '\n'.join(' '.join(x['caption'] for x in sorted(line,
+                                                           key=lambda r: r['bbox'][0])) for line in lines)
 
 
 def score(pred: Dict[str, dict], truth: Dict[str, dict], iou_thr: float = 0.5) -> dict:

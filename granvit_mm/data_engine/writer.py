@@ -32,7 +32,8 @@ def record_line(item: dict, run: str, rules: ValidationRules = WRITER_RULES):
         count(item, f'write:regions_dropped:{err.reason}')
     regions = [dict(bbox=b, caption=c, kind=k)
                for b, c, k in zip(clean['bboxes'].tolist(), clean['region_captions'], clean['region_kinds'])]
-    out = make_record(clean['image'], clean['width'], clean['height'], regions, clean['caption'], clean['source'])
+    out = make_record(clean['image'], clean['width'], clean['height'], regions, clean['caption'],
+                      clean['source'])
     out['provenance'] = dict(run=run, **item['provenance'])
     if item['flags']:
         out['provenance']['flags'] = list(item['flags'])

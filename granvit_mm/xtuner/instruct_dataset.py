@@ -169,7 +169,8 @@ class LLaVAInstructDataset(Dataset):
         n_images = 1 if rec.get('image') is not None else 0
         length = len(out['input_ids']) + n_images * (self.num_visual_tokens - 1)
         if length > self.max_length:
-            raise BadInstructionRecord('too_long', f'{length} tokens (text + {self.num_visual_tokens} visual) '
+            raise BadInstructionRecord('too_long',
+                                       f'{length} tokens (text + {self.num_visual_tokens} visual) '
                                        f'> max_length={self.max_length}')
         return out
 

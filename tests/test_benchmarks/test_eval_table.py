@@ -21,7 +21,8 @@ def test_table_layout_groups_and_averages(tmp_path):
         'docvqa_val': {'anls': 0.5}, 'gransynth_rec': {'refcoco_ACC@0.5': 0.25}})
     write_results(tmp_path / 'siglip', {'refcoco_bbox_rec_testA': {'refcoco_ACC@0.5': 0.5},
                                         'gransynth_rec': {'refcoco_ACC@0.5': 0.10}})
-    write_results(tmp_path / 'siglip', {'gransynth_rec': {'refcoco_ACC@0.5': 0.125}}, '20260102_000000')  # later run
+    write_results(tmp_path / 'siglip', {'gransynth_rec': {'refcoco_ACC@0.5': 0.125}},
+                  '20260102_000000')  # later run
     out = tmp_path / 'table.md'
     md = tool.main([f'GranViT={tmp_path / "granvit"}', f'SigLIP={tmp_path / "siglip"}', '--out', str(out)])
     assert out.read_text() == md

@@ -87,16 +87,20 @@ def test_refcoco_and_vqa_copies(tmp_path):
     instances = dict(images=[dict(id=1, file_name='COCO_1.jpg', width=100, height=60)],
                      annotations=[dict(id=7, image_id=1, bbox=[10, 20, 30, 15], category_id=1)])
     (tmp_path / 'instances.json').write_text(json.dumps(instances))
-    refs = [dict(ref_id=0, ann_id=7, image_id=1, split='testA', sentences=[dict(sent='left dog'), dict(sent='dog')]),
+    refs = [dict(ref_id=0, ann_id=7, image_id=1, split='testA',
+                 sentences=[dict(sent='left dog'), dict(sent='dog')]),
             dict(ref_id=1, ann_id=7, image_id=1, split='train', sentences=[dict(sent='x')])]
     with open(tmp_path / 'refs.p', 'wb') as f:
         pickle.dump(refs, f)
-    counts = lmms_data.write_refcoco_tasks('refcoco', str(tmp_path / 'refs.p'), str(tmp_path / 'instances.json'),
+    counts = lmms_data.write_refcoco_tasks('refcoco', str(tmp_path / 'refs.p'),
+                                           str(tmp_path / 'instances.json'),
                                            str(tmp_path / 'img'), str(tmp_path / 'out'), ['testA'])
     assert counts == {'granvit_refcoco_bbox_rec_testA': 1}
-    row = load_dataset('parquet', data_files=str(tmp_path / 'out/data/granvit_refcoco_bbox_rec_testA.parquet'),
+    row = load_dataset('parquet',
+                       data_files=str(tmp_path / 'out/data/granvit_refcoco_bbox_rec_testA.parquet'),
                        cache_dir=str(tmp_path / 'cache'))['train'][0]
-    assert row['answer'] == ['left dog', 'dog'] and row['bbox'] == [10, 20, 30, 15] and row['question_id'] == '7'
+    assert row['answer'] == ['left dog', 'dog'] and row['bbox'] == [10, 20, 30,
+                                                                    15] and row['question_id'] == '7'
 
     (tmp_path / 'docvqa.json').write_text(json.dumps({'data': [
         dict(questionId=5, question='What?', image='COCO_1.jpg', answers=['yes', 'Yes'])]}))

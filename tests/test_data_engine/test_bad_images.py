@@ -54,7 +54,8 @@ def _corpus(root):
         'good.jpg': (80, 60), 'zero.jpg': 'ingest:image_empty', 'truncated.jpg': 'ingest:image_truncated',
         'text.jpg': 'ingest:not_an_image', 'bomb.png': 'ingest:image_too_large', 'deep16.png': (64, 48),
         'cmyk.jpg': (64, 48), 'palette.png': (64, 48), 'exif_rotated.jpg': (40, 80),
-        'one_px.png': 'filter:short_side', 'animated.gif': (64, 48), 'unreadable.jpg': 'ingest:image_unreadable',
+        'one_px.png': 'filter:short_side', 'animated.gif': (64,
+                                                            48), 'unreadable.jpg': 'ingest:image_unreadable',
         'missing.jpg': 'ingest:image_missing'}
     lines = list(expected) + ['good.jpg']  # the duplicate
     return lines, expected

@@ -43,7 +43,8 @@ def test_gran_jsonl_input_keeps_boxes_and_redoes_captions(synth_root, stage1, tm
     src.append(dict(src[0], regions=[dict(bbox=[5, 5, 'x', 9], caption='a', kind='object')]))
     inp = tmp_path / 'in.jsonl'
     inp.write_text(''.join(json.dumps(r) + '\n' for r in src) + '{"image": "val/000001.png", "width": 3\n')
-    m = run_engine(engine_cfg(stage1), str(inp), str(tmp_path / 'out'), img_root=osp.join(synth_root, 'images'),
+    m = run_engine(engine_cfg(stage1), str(inp), str(tmp_path / 'out'),
+                   img_root=osp.join(synth_root, 'images'),
                    log=lambda s: None)
     # the bad box is dropped and counted; its record, left without boxes, is the filter's to refuse
     assert m['rejected'] == {'ingest:size_mismatch': 1, 'filter:no_boxes': 1, 'input:bad_record_json': 1}

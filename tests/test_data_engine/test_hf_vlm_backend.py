@@ -4,7 +4,8 @@ checkpoint directory is: the region questions carry the box text, answers come b
 import numpy as np
 import pytest
 
-SPECIAL = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|vision_start|>', '<|vision_end|>', '<|image_pad|>',
+SPECIAL = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|vision_start|>', '<|vision_end|>',
+           '<|image_pad|>',
            '<|video_pad|>']
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
             "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}"
@@ -30,7 +31,8 @@ def tiny_qwen2vl(tmp_path_factory):
                         num_key_value_heads=2, vocab_size=len(words), max_position_embeddings=2048,
                         rope_scaling=dict(type='mrope', mrope_section=[1, 1, 2]),
                         image_token_id=ids['<|image_pad|>'], video_token_id=ids['<|video_pad|>'],
-                        vision_start_token_id=ids['<|vision_start|>'], vision_end_token_id=ids['<|vision_end|>'],
+                        vision_start_token_id=ids['<|vision_start|>'],
+                        vision_end_token_id=ids['<|vision_end|>'],
                         eos_token_id=ids['<|im_end|>'], pad_token_id=ids['<|endoftext|>'],
                         vision_config=dict(depth=1, embed_dim=16, num_heads=2, hidden_size=32, patch_size=14,
                                            spatial_merge_size=2, temporal_patch_size=2, mlp_ratio=2))
@@ -61,7 +63,8 @@ def test_hf_backend_answers_every_question_with_the_box_in_the_prompt(tiny_qwen2
         it['given_boxes'] = False
         items.append(it)
     stage(items)
-    assert [q for _, q in seen] == [backend.global_prompt, backend.region_prompt.format(box='[0, 0, 500, 500]')] * 2
+    assert [q for _, q in seen] == [backend.global_prompt,
+                                    backend.region_prompt.format(box='[0, 0, 500, 500]')] * 2
     for it in items:
         assert isinstance(it['caption'], str) and it['provenance']['captions'].startswith('hf:')
         assert len(it['regions'][0]['caption'].split()) <= 5 and it['regions'][1]['caption'] == 'KEEP'

@@ -42,7 +42,8 @@ class _Stub:
                 answer = (f'box {text.split("coordinates ")[1].split(" in no")[0]} of a {img.width}x{img.height} '
                           'image seen by a model that talks far too much' if 'coordinates' in text
                           else 'a global caption')
-                out = json.dumps(dict(choices=[dict(message=dict(role='assistant', content=answer))])).encode()
+                out = json.dumps(dict(choices=[dict(message=dict(role='assistant',
+                                                                 content=answer))])).encode()
                 self.send_response(200)
                 self.send_header('Content-Type', 'application/json')
                 self.send_header('Content-Length', str(len(out)))

@@ -73,7 +73,8 @@ def test_process_pool_of_two_writes_the_loops_bytes(reference, stage1, tmp_path)
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert read_outputs(wd) == reference['bytes']
-    rerun = subprocess.run(_cmd(cfg, reference['input'], wd, '--workers', '2'), env=_env(), capture_output=True,
+    rerun = subprocess.run(_cmd(cfg, reference['input'], wd, '--workers', '2'), env=_env(),
+                           capture_output=True,
                            text=True, timeout=600)
     assert '0 to do' in rerun.stdout and read_outputs(wd) == reference['bytes']
 
@@ -94,7 +95,8 @@ def test_ray_data_on_two_local_cpus_writes_the_loops_bytes(reference, stage1, tm
 
 def test_ray_resource_check_names_the_shortfall():
     from granvit_mm.data_engine.ray_runner import _check_resources
-    stages = [dict(type='DecodeImages', ray=dict(concurrency=2, num_cpus=1)), dict(type='X', ray=dict(num_gpus=1)),
+    stages = [dict(type='DecodeImages', ray=dict(concurrency=2, num_cpus=1)),
+              dict(type='X', ray=dict(num_gpus=1)),
               dict(type='Y')]  # 2 + 1 (default) + 0.25 (reader) CPUs and 1 GPU
     with pytest.raises(RuntimeError, match="has {'CPU': 4, 'GPU': 0}"):
         _check_resources(stages, {'CPU': 4})

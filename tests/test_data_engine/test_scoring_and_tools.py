@@ -32,8 +32,10 @@ def test_ocr_stage_reads_gransynth_text_pages(synth_root):
     from granvit_mm.data_engine import DecodeImages, RapidOCRText
     from granvit_mm.data_engine.item import make_item
     from granvit_mm.data_engine.scoring import score
-    recs = [r for r in map(json.loads, open(f'{synth_root}/annotations/val.jsonl')) if r['source'] != 'gran_synth']
-    items = [make_item(i, f'{synth_root}/images/{r["image"]}', r['image'], r['source']) for i, r in enumerate(recs[:2])]
+    recs = [r for r in map(json.loads,
+                           open(f'{synth_root}/annotations/val.jsonl')) if r['source'] != 'gran_synth']
+    items = [make_item(i, f'{synth_root}/images/{r["image"]}', r['image'],
+                       r['source']) for i, r in enumerate(recs[:2])]
     DecodeImages()(items)
     RapidOCRText(sources=['gran_synth_ocr'])(items)
     assert all(reg['kind'] == 'text' and reg['caption'] for it in items for reg in it['regions'])

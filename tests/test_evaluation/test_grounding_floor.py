@@ -12,7 +12,8 @@ from granvit_mm.evaluation.grounding_floor import (constant_box_scores, fit_cons
 def _rec(w, h, *boxes, kinds=None):
     kinds = kinds or ['object'] * len(boxes)
     return dict(image='x.png', width=w, height=h, source='t', caption=None,
-                regions=[dict(bbox=list(b), caption=f'r{i}', kind=k) for i, (b, k) in enumerate(zip(boxes, kinds))])
+                regions=[dict(bbox=list(b), caption=f'r{i}', kind=k) for i,
+                         (b, k) in enumerate(zip(boxes, kinds))])
 
 
 def test_pairwise_iou_by_hand():
@@ -38,7 +39,8 @@ def test_constant_box_is_the_train_box_that_hits_most():
 
 def test_random_object_oracle_expectation():
     # two disjoint regions: each question is hit with probability 1/2; a lone region always
-    val = normalised_regions([_rec(100, 100, [0, 0, 50, 50], [50, 50, 100, 100]), _rec(100, 100, [0, 0, 10, 10])])
+    val = normalised_regions([_rec(100, 100, [0, 0, 50, 50], [50, 50, 100, 100]),
+                              _rec(100, 100, [0, 0, 10, 10])])
     s = random_object_scores(val)
     assert s['acc_iou0.5'] == pytest.approx(100 * (0.5 + 0.5 + 1) / 3)
     assert s['miou'] == pytest.approx(100 * (0.5 + 0.5 + 1) / 3)

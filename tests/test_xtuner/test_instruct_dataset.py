@@ -16,8 +16,9 @@ def turn(who, text):
     return {'from': who, 'value': text}
 
 
-GOOD = {'id': 'ok', 'image': 'a.png', 'conversations': [turn('human', 'What is it?\n<image>'), turn('gpt', 'red'),
-                                                        turn('human', 'And now?'), turn('gpt', 'blue')]}
+GOOD = {'id': 'ok', 'image': 'a.png',
+        'conversations': [turn('human', 'What is it?\n<image>'), turn('gpt', 'red'),
+                          turn('human', 'And now?'), turn('gpt', 'blue')]}
 TEXT_ONLY = {'id': 'text', 'conversations': [turn('human', 'hello'), turn('gpt', 'hi')]}
 BAD = {
     'missing_image': {'id': 'b1', 'image': 'nowhere.png', 'conversations': GOOD['conversations']},
@@ -25,9 +26,11 @@ BAD = {
     'multiple_image_tokens': {'id': 'b3', 'image': 'a.png',
                               'conversations': [turn('human', '<image>\nq'), turn('gpt', 'a'),
                                                 turn('human', '<image> again'), turn('gpt', 'b')]},
-    'empty_answer': {'id': 'b4', 'image': 'a.png', 'conversations': [turn('human', '<image>\nq'), turn('gpt', ' ')]},
+    'empty_answer': {'id': 'b4', 'image': 'a.png',
+                     'conversations': [turn('human', '<image>\nq'), turn('gpt', ' ')]},
     'not_alternating': {'id': 'b5', 'image': 'a.png',
-                        'conversations': [turn('human', '<image>\nq'), turn('human', 'q2'), turn('gpt', 'a')]},
+                        'conversations': [turn('human', '<image>\nq'), turn('human', 'q2'),
+                                          turn('gpt', 'a')]},
     'too_long': {'id': 'b6', 'image': 'a.png',
                  'conversations': [turn('human', '<image>\n' + 'word ' * 400), turn('gpt', 'a')]},
 }
@@ -35,7 +38,8 @@ BAD = {
 
 @pytest.fixture()
 def folder(tmp_path):
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8)).save(tmp_path / 'a.png')
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 50, 3),
+                                                      dtype=np.uint8)).save(tmp_path / 'a.png')
     return tmp_path
 
 
@@ -48,7 +52,8 @@ def write(folder, records, name='data.json'):
 def make(folder, records, tiny_llm_dir, **kwargs):
     from transformers import AutoTokenizer
     kwargs.setdefault('max_length', 160)
-    return LLaVAInstructDataset(write(folder, records), str(folder), AutoTokenizer.from_pretrained(tiny_llm_dir),
+    return LLaVAInstructDataset(write(folder, records), str(folder),
+                                AutoTokenizer.from_pretrained(tiny_llm_dir),
                                 image_size=32, num_visual_tokens=16, **kwargs)
 
 

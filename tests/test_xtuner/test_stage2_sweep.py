@@ -43,7 +43,8 @@ def test_lr_schedule_and_score():
     assert sweep._lr_factor(0, v) == pytest.approx(0.01) and sweep._lr_factor(10, v) == pytest.approx(1.0)
     assert sweep._lr_factor(100, v) == pytest.approx(v['eta_min_ratio'])
     s = sweep.score(['[0.000, 0.000, 0.500, 0.500]', 'no box', '[0.5, 0.5, 1.0, 1.0]'],
-                    np.array([[0, 0, 0.5, 0.5], [0, 0, 1, 1], [0, 0, 0.5, 0.5]]), ['object', 'text', 'object'],
+                    np.array([[0, 0, 0.5, 0.5], [0, 0, 1, 1], [0, 0, 0.5, 0.5]]),
+                    ['object', 'text', 'object'],
                     'decimal3')
     assert s['acc'] == pytest.approx(100 / 3) and s['unparsed'] == 1 and s['object_acc'] == 50.0
     assert s['miou'] == pytest.approx(100 / 3)

@@ -13,7 +13,8 @@ import pytest
 import torch
 from stage2_assets import ROOT, build_llava, env
 
-CFG = osp.join(ROOT, 'projects', 'granvit_xtuner', 'configs', 'granvit_tiny_qwen2_tiny_full_instruct_cpu_stage3.py')
+CFG = osp.join(ROOT, 'projects', 'granvit_xtuner', 'configs',
+               'granvit_tiny_qwen2_tiny_full_instruct_cpu_stage3.py')
 WORK = 'work_dirs/granvit_tiny_qwen2_tiny_full_instruct_cpu_stage3'
 SHORT = ['train_cfg.max_iters=3', 'train_dataloader.batch_size=2', 'default_hooks.checkpoint.interval=3',
          'default_hooks.logger.interval=1']
@@ -22,7 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 def _run(cwd, *cmd, timeout=600):
-    proc = subprocess.run([sys.executable, *map(str, cmd)], cwd=cwd, env=env(), capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, *map(str, cmd)], cwd=cwd, env=env(), capture_output=True,
+                          text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc.stdout + proc.stderr
@@ -72,7 +74,8 @@ def test_baseline_is_one_tower_away(workspace, tmp_path):
     from granvit_mm.toy.tiny_siglip import build_tiny_siglip
     siglip = tmp_path / 'siglip'
     build_tiny_siglip(64, 0, image_size=64, patch_size=8).save_pretrained(siglip)
-    log = _run(workspace, '-m', 'xtuner.tools.train', CFG, '--work-dir', tmp_path / 'work', '--cfg-options', *SHORT,
+    log = _run(workspace, '-m', 'xtuner.tools.train', CFG, '--work-dir', tmp_path / 'work', '--cfg-options',
+               *SHORT,
                f'model.visual_encoder.pretrained_model_name_or_path={siglip}', 'model.pretrained_pth=None',
                'model.freeze_visual_encoder=False')
     assert len(re.findall(r'Iter\(train\) \[\d+/3\]', log)) == 3, log[-3000:]

@@ -25,8 +25,10 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
-TINY_DET = osp.join(REPO, 'projects', 'granvit_det', 'configs', 'retinanet_granvit-tiny_simplefpn_gransynth-64px.py')
-VITDET_B = osp.join(REPO, 'projects', 'granvit_det', 'configs', 'mask-rcnn_granvit-b16_simplefpn_lsj-100e_coco.py')
+TINY_DET = osp.join(REPO, 'projects', 'granvit_det', 'configs',
+                    'retinanet_granvit-tiny_simplefpn_gransynth-64px.py')
+VITDET_B = osp.join(REPO, 'projects', 'granvit_det', 'configs',
+                    'mask-rcnn_granvit-b16_simplefpn_lsj-100e_coco.py')
 GRAN_29M = 29_510_000
 REGIONS_PER_IMAGE = 183.55 / 29.51  # Gran-29M: 183.55M regions over 29.51M images
 SKIPPED = {}
@@ -50,7 +52,8 @@ def make_images(root: str, n: int) -> list:
 
 def items_of(recs, root, with_pixels=None):
     from granvit_mm.data_engine.item import make_item
-    items = [make_item(i, osp.join(root, 'images', r['image']), r['image'], r['source']) for i, r in enumerate(recs)]
+    items = [make_item(i, osp.join(root, 'images', r['image']), r['image'],
+                       r['source']) for i, r in enumerate(recs)]
     if with_pixels is not None:
         with_pixels(items)
     return items
@@ -67,7 +70,8 @@ def cpu_stages(args, root, recs) -> dict:
     try:
         from granvit_mm.data_engine import MMDetBoxes
         det = MMDetBoxes(TINY_DET, None, device=args.device, score_thr=0.0, batch_size=8)
-        res['boxes (tiny RetinaNet, random)'] = timed(lambda: det.process([dict(it) for it in objects]), len(objects))
+        res['boxes (tiny RetinaNet, random)'] = timed(lambda: det.process([dict(it) for it in objects]),
+                                                      len(objects))
         det.process(objects)
     except ImportError as e:
         SKIPPED['boxes'] = f'mmdet/mmcv missing ({e})'
@@ -86,19 +90,23 @@ def cpu_stages(args, root, recs) -> dict:
                                                                                    'granvit_pretrain_tiny.py'),
                                           checkpoint=args.stage1, device=args.device, batch_size=16))
         some = objects[:32]
-        res['captions (stage-1 tiny GranViT)'] = timed(lambda: cap.process([dict(it) for it in some]), len(some))
+        res['captions (stage-1 tiny GranViT)'] = timed(lambda: cap.process([dict(it) for it in some]),
+                                                       len(some))
     return res
 
 
 # ---- a Qwen2-VL-shaped captioner with random weights ----------------------------------------------------
 QWEN2VL_SIZES = dict(
     tiny=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, vocab_size=1024, vision=dict(depth=2, embed_dim=32, num_heads=4), mrope=[2, 3, 3]),
+              num_key_value_heads=2, vocab_size=1024, vision=dict(depth=2, embed_dim=32, num_heads=4),
+              mrope=[2, 3, 3]),
     **{'2b': dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                  num_key_value_heads=2, vocab_size=151936, vision=dict(depth=32, embed_dim=1280, num_heads=16),
+                  num_key_value_heads=2, vocab_size=151936,
+                  vision=dict(depth=32, embed_dim=1280, num_heads=16),
                   mrope=[16, 24, 24]),
        '7b': dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                  num_key_value_heads=4, vocab_size=152064, vision=dict(depth=32, embed_dim=1280, num_heads=16),
+                  num_key_value_heads=4, vocab_size=152064,
+                  vision=dict(depth=32, embed_dim=1280, num_heads=16),
                   mrope=[16, 24, 24])})
 
 
@@ -114,7 +122,8 @@ def qwen2vl(size: str, device: str, dtype):
         rope_scaling=dict(type='mrope', mrope_section=s['mrope']), image_token_id=v - 3,
         video_token_id=v - 4, vision_start_token_id=v - 2, vision_end_token_id=v - 1, eos_token_id=v - 5, pad_token_id=v - 5,
         vision_config=dict(s['vision'], hidden_size=s['hidden_size'], in_channels=3, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2, mlp_ratio=4), attn_implementation='sdpa')
+                           spatial_merge_size=2, temporal_patch_size=2,
+                           mlp_ratio=4), attn_implementation='sdpa')
     with torch.device(device):
         model = Qwen2VLForConditionalGeneration._from_config(cfg, torch_dtype=dtype)
     return model.eval(), cfg
@@ -135,8 +144,10 @@ def caption_rate(size: str, device: str, dtype, batch: int, global_tokens: int, 
     rng = torch.Generator().manual_seed(0)
     text = torch.randint(0, cfg.vocab_size - 10, (batch, prompt_tokens), generator=rng)
     ids = torch.cat([torch.full((batch, 1), cfg.vision_start_token_id), torch.full((batch, n_img_tok),
-                     cfg.image_token_id), torch.full((batch, 1), cfg.vision_end_token_id), text], 1).to(device)
-    kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pix['pixel_values'].to(device, dtype),
+                     cfg.image_token_id), torch.full((batch, 1), cfg.vision_end_token_id), text],
+                    1).to(device)
+    kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids),
+              pixel_values=pix['pixel_values'].to(device, dtype),
               image_grid_thw=pix['image_grid_thw'].to(device), do_sample=False)
 
     def rate(tokens):
@@ -234,7 +245,8 @@ def rss_check(n: int, tmp: str) -> dict:
     for mode in ('plan', 'worker'):
         t0 = time.perf_counter()
         res = subprocess.run([sys.executable, '-c', code, mode], capture_output=True, text=True, check=True)
-        out[mode] = dict(json.loads(res.stdout.strip().splitlines()[-1]), seconds=round(time.perf_counter() - t0, 1))
+        out[mode] = dict(json.loads(res.stdout.strip().splitlines()[-1]),
+                         seconds=round(time.perf_counter() - t0, 1))
     out['paths'] = n
     out['list_mb'] = os.path.getsize(listing) / 2**20
     return out
@@ -276,7 +288,8 @@ def main(argv=None):
     p.add_argument('--stage1', default=None, help='a stage-1 checkpoint to time the GranViT captioner')
     p.add_argument('--ray-cpus', type=int, default=2)
     p.add_argument('--no-routes', action='store_true', help='skip the loop vs Ray comparison')
-    p.add_argument('--vlm-size', default=None, choices=sorted(QWEN2VL_SIZES), help='default: 7b on cuda, tiny')
+    p.add_argument('--vlm-size', default=None, choices=sorted(QWEN2VL_SIZES),
+                   help='default: 7b on cuda, tiny')
     p.add_argument('--vlm-batch', type=int, default=None)
     p.add_argument('--global-tokens', type=int, default=96)
     p.add_argument('--region-tokens', type=int, default=16)

@@ -81,7 +81,8 @@ def llava_step(widths: str, device: str, batch: int, text_len: int, steps: int, 
     model = LlavaForConditionalGeneration(config).to(device=device).train()
     if grad_ckpt:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
-    tower = model.get_submodule('model.vision_tower' if hasattr(model, 'model') else 'vision_tower')  # 5.x / 4.x
+    tower = model.get_submodule('model.vision_tower' if hasattr(model,
+                                                                'model') else 'vision_tower')  # 5.x / 4.x
     for p in tower.parameters():
         p.requires_grad_(not freeze_vit)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -91,7 +92,8 @@ def llava_step(widths: str, device: str, batch: int, text_len: int, steps: int, 
     ids[:, :n_visual] = image_token
     labels = ids.clone()
     labels[:, :n_visual + text_len // 2] = -100  # loss on the answer half
-    inputs = dict(input_ids=ids.to(device), labels=labels.to(device), attention_mask=torch.ones_like(ids).to(device),
+    inputs = dict(input_ids=ids.to(device), labels=labels.to(device),
+                  attention_mask=torch.ones_like(ids).to(device),
                   pixel_values=torch.randn(batch, 3, vision['image_size'], vision['image_size'], generator=g)
                   .to(device))
 
@@ -104,7 +106,8 @@ def llava_step(widths: str, device: str, batch: int, text_len: int, steps: int, 
 
     median = timed_steps(step, steps, warmup, device)
     out = dict(part='stage-3 step (transformers LLaVA, random init)', widths=widths, device=device,
-               amp='bf16' if device == 'cuda' else 'fp32', grad_ckpt=grad_ckpt, batch=batch, tokens=n_visual + text_len,
+               amp='bf16' if device == 'cuda' else 'fp32', grad_ckpt=grad_ckpt, batch=batch,
+               tokens=n_visual + text_len,
                visual_tokens=n_visual, vit='frozen' if freeze_vit else 'trainable',
                trainable_params_m=round(sum(p.numel() for p in params) / 1e6, 1),
                step_s=round(median, 4), samples_per_s=round(batch / median, 2))
@@ -152,7 +155,8 @@ def rec_questions(tasks_dir: str, n: int):
     from datasets import load_dataset
     ds = load_dataset('parquet', data_files={'test': osp.join(tasks_dir, 'data', 'gransynth_rec.parquet')},
                       cache_dir=osp.join(tasks_dir, '.cache'))['test']
-    return [(np.asarray(r['image'].convert('RGB')), r['answer'][0], r) for r in ds.select(range(min(n, len(ds))))]
+    return [(np.asarray(r['image'].convert('RGB')), r['answer'][0],
+             r) for r in ds.select(range(min(n, len(ds))))]
 
 
 def own_eval_speed(config: str, checkpoint: str, tasks_dir: str, n: int, cfg_options: dict) -> dict:
@@ -189,8 +193,10 @@ def own_eval_speed(config: str, checkpoint: str, tasks_dir: str, n: int, cfg_opt
             union = (pred[2] - pred[0]) * (pred[3] - pred[1]) + (truth[2] - truth[0]) * (truth[3] - truth[1])
             hits += ix * iy / max(union - ix * iy, 1e-12) >= 0.5
     t = time.perf_counter() - t0
-    return dict(part='own eval (greedy_answers, 16 images a batch)', questions=len(qs), load_s=round(t_load, 2),
-                answer_s=round(t, 2), questions_per_s=round(len(qs) / t, 2), acc05=round(100 * hits / len(qs), 2))
+    return dict(part='own eval (greedy_answers, 16 images a batch)', questions=len(qs),
+                load_s=round(t_load, 2),
+                answer_s=round(t, 2), questions_per_s=round(len(qs) / t, 2),
+                acc05=round(100 * hits / len(qs), 2))
 
 
 def lmms_eval_speed(export: str, tasks_dir: str, n: int, lmms_python: str, work_dir: str) -> dict:
@@ -206,7 +212,8 @@ def lmms_eval_speed(export: str, tasks_dir: str, n: int, lmms_python: str, work_
     subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     res = json.load(open(sorted(glob.glob(osp.join(out_dir, '*', '*_results.json')))[-1]))
-    gen = res.get('throughput', {}).get('total_elapsed_time') if isinstance(res.get('throughput'), dict) else None
+    gen = res.get('throughput', {}).get('total_elapsed_time') if isinstance(res.get('throughput'),
+                                                                            dict) else None
     out = dict(part='lmms-eval llava_hf (batch 1)', questions=n, wall_s=round(wall, 2),
                questions_per_s_wall=round(n / wall, 2),
                acc05=round(100 * res['results']['gransynth_rec']['refcoco_ACC@0.5,none'], 2))
@@ -221,8 +228,10 @@ def main(argv=None):
     p.add_argument('--step-widths', choices=list(WIDTHS), default=None,
                    help='the transformers-only step at these widths (tiny: the same code, CPU-sized)')
     p.add_argument('--batch', type=int, default=None, help='step batch (default: 4 at 1.5b, 16 at tiny)')
-    p.add_argument('--text-len', type=int, default=None, help='text tokens after the image (default 1024 / 64)')
-    p.add_argument('--no-grad-ckpt', action='store_true', help='no activation checkpointing (XTuner default: on)')
+    p.add_argument('--text-len', type=int, default=None,
+                   help='text tokens after the image (default 1024 / 64)')
+    p.add_argument('--no-grad-ckpt', action='store_true',
+                   help='no activation checkpointing (XTuner default: on)')
     p.add_argument('--steps', type=int, default=5)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--stage3-config', default=None, help='measure this XTuner config\'s step (CPU)')
@@ -260,7 +269,8 @@ def main(argv=None):
         batch = args.batch or (4 if big else 16)
         text_len = args.text_len or (1024 if big else 64)
         for freeze in (True, False):
-            attempt(f'llava step {args.step_widths}', llava_step, args.step_widths, args.device, batch, text_len,
+            attempt(f'llava step {args.step_widths}', llava_step, args.step_widths, args.device, batch,
+                    text_len,
                     args.steps, args.warmup, freeze, not args.no_grad_ckpt)
     if args.stage3_config:
         attempt('config step', config_step, args.stage3_config, cfg_options, args.steps, args.warmup)
@@ -269,7 +279,8 @@ def main(argv=None):
                     args.questions, cfg_options)
     if args.export and args.tasks_dir:
         if osp.exists(args.lmms_python):
-            attempt('lmms-eval', lmms_eval_speed, args.export, args.tasks_dir, args.questions, args.lmms_python,
+            attempt('lmms-eval', lmms_eval_speed, args.export, args.tasks_dir, args.questions,
+                    args.lmms_python,
                     args.work_dir)
         else:
             rows.append(dict(part='lmms-eval', skipped=f'no lmms-eval env at {args.lmms_python}'))

@@ -23,7 +23,8 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
-DET_CFG = osp.join(REPO, 'projects', 'granvit_det', 'configs', 'retinanet_granvit-tiny_simplefpn_gransynth-64px.py')
+DET_CFG = osp.join(REPO, 'projects', 'granvit_det', 'configs',
+                   'retinanet_granvit-tiny_simplefpn_gransynth-64px.py')
 ENGINE_CFG = osp.join(REPO, 'configs', 'data_engine', 'gransynth_demo.py')
 
 
@@ -39,7 +40,8 @@ def train_detector(args) -> str:
         gran_synth_to_coco(args.data_root, split, path)
     root = osp.abspath(args.data_root) + '/'
     n = args.det_iters
-    opts = [f'train_cfg.max_iters={n}', f'train_cfg.val_interval={n}', f'default_hooks.checkpoint.interval={n}',
+    opts = [f'train_cfg.max_iters={n}', f'train_cfg.val_interval={n}',
+            f'default_hooks.checkpoint.interval={n}',
             f'param_scheduler.1.end={n}', f'model.backbone.init_cfg.checkpoint={osp.abspath(args.stage1)}']
     for loader, split in (('train', 'train'), ('val', 'val'), ('test', 'val')):
         opts += [f'{loader}_dataloader.dataset.data_root={root}',
@@ -88,14 +90,16 @@ def main(argv=None):
         f.writelines(f'{r["image"]}\t{r["source"]}\n' for r in truth.values())
     img_root = osp.join(args.data_root, 'images')
     t0 = time.time()
-    m = run_engine(cfg, listing, osp.join(args.work_dir, 'engine_val'), img_root=img_root, workers=args.workers)
+    m = run_engine(cfg, listing, osp.join(args.work_dir, 'engine_val'), img_root=img_root,
+                   workers=args.workers)
     engine_s = time.time() - t0
     pred = read_jsonl(sorted(glob.glob(osp.join(args.work_dir, 'engine_val', 'gran', 'part-*.jsonl'))))
     # The captioner alone: the true boxes kept, captions redone (no detector, no OCR, no filters).
     ref_cfg = dict(cfg, stages=[s for s in cfg['stages'] if s['type'] in ('DecodeImages', 'CaptionRegions')])
     run_engine(ref_cfg, val, osp.join(args.work_dir, 'captions_on_true_boxes'), img_root=img_root,
                workers=args.workers)
-    on_truth = read_jsonl(sorted(glob.glob(osp.join(args.work_dir, 'captions_on_true_boxes', 'gran', '*.jsonl'))))
+    on_truth = read_jsonl(sorted(glob.glob(osp.join(args.work_dir, 'captions_on_true_boxes', 'gran',
+                                                    '*.jsonl'))))
     scores = dict(engine=score(pred, truth), captioner_on_true_boxes=score(on_truth, truth),
                   manifest=dict((k, m[k]) for k in ('inputs', 'written', 'rejected', 'counts')),
                   engine_seconds=round(engine_s, 1), detector=det_ckpt, stage1=args.stage1)

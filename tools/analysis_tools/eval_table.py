@@ -41,7 +41,8 @@ def run_lmms_eval(export: str, out_dir: str, args) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('entries', nargs='+', help='NAME=PATH: lmms-eval results (dir or *_results.json) or an export')
+    p.add_argument('entries', nargs='+',
+                   help='NAME=PATH: lmms-eval results (dir or *_results.json) or an export')
     p.add_argument('--out', default=None, help='also write the markdown table here')
     p.add_argument('--tasks', default=None, help='lmms-eval --tasks for exports (comma-separated)')
     p.add_argument('--include-path', default=None, help='lmms-eval --include_path (our task YAMLs)')

@@ -58,7 +58,8 @@ def prep(args) -> None:
     from granvit_mm.xtuner.stage2_eval import build_eval_dataset
     tok = AutoTokenizer.from_pretrained(args.llm)
     os.makedirs(args.out, exist_ok=True)
-    train = GranLLaVADataset(args.train_ann, tok, data_root=args.data_root, data_prefix=dict(img_path='images/'),
+    train = GranLLaVADataset(args.train_ann, tok, data_root=args.data_root,
+                             data_prefix=dict(img_path='images/'),
                              image_size=args.image_size, box_style=args.box_style, max_length=args.max_length,
                              tasks=json.loads(args.tasks))
     train.full_init()
@@ -71,7 +72,8 @@ def prep(args) -> None:
                 ids.append(item['input_ids'])
                 labels.append(item['labels'])
                 owner.append((i, draw))
-    val = build_eval_dataset(tok, args.val_ann, data_root=args.data_root, data_prefix=dict(img_path='images/'),
+    val = build_eval_dataset(tok, args.val_ann, data_root=args.data_root,
+                             data_prefix=dict(img_path='images/'),
                              image_size=args.image_size, tasks=('caption2bbox', ), box_style=args.box_style)
     val.full_init()
     chat = ChatTemplateEncoder(tok, QWEN_CHAT)
@@ -149,7 +151,8 @@ def encode(tower_dir: str, pixels: torch.Tensor, device: str, batch: int = 256) 
 
 def build_projector(vis_dim: int, llm_dim: int, init: str, tower_dir: str) -> torch.nn.Module:
     """XTuner's ``ProjectorModel`` (depth 2: Linear, GELU, Linear); ``stage1`` loads ``<tower>/projector``."""
-    proj = torch.nn.Sequential(torch.nn.Linear(vis_dim, llm_dim), torch.nn.GELU(), torch.nn.Linear(llm_dim, llm_dim))
+    proj = torch.nn.Sequential(torch.nn.Linear(vis_dim, llm_dim), torch.nn.GELU(),
+                               torch.nn.Linear(llm_dim, llm_dim))
     if init == 'stage1':
         from safetensors.torch import load_file
         path = osp.join(tower_dir, 'projector')
@@ -303,10 +306,12 @@ def run(args) -> None:
             root = prep.meta['data_root']
             tokens[key] = encode(towers[v['encoder']], load_pixels(root, prep.meta['train_images'], size),
                                  args.device)
-            tokens[key + ('val', )] = encode(towers[v['encoder']], load_pixels(root, prep.meta['val_images'], size),
+            tokens[key + ('val', )] = encode(towers[v['encoder']],
+                                             load_pixels(root, prep.meta['val_images'], size),
                                              args.device)
         torch.manual_seed(v['seed'])
-        llm = AutoModelForCausalLM.from_pretrained(llms[v['llm']], attn_implementation='eager').to(args.device)
+        llm = AutoModelForCausalLM.from_pretrained(llms[v['llm']],
+                                                   attn_implementation='eager').to(args.device)
         tok = AutoTokenizer.from_pretrained(llms[v['llm']])
         vis = tokens[key]
         proj = build_projector(vis.shape[-1], llm.config.hidden_size, v['projector'],
@@ -338,7 +343,8 @@ def main(argv=None) -> None:
     a.add_argument('--out', required=True)
     b = sub.add_parser('run', help='train + evaluate variants (torch + transformers)')
     b.add_argument('--prep-root', required=True, help='folder of prep outputs; a variant names one ("prep")')
-    b.add_argument('--encoder', action='append', default=[], help='NAME=HF tower dir (with projector/ for stage1)')
+    b.add_argument('--encoder', action='append', default=[],
+                   help='NAME=HF tower dir (with projector/ for stage1)')
     b.add_argument('--llm', action='append', default=[], help='NAME=HF causal LM dir')
     b.add_argument('--variants', required=True, help='JSON list (or file) of VARIANT overrides')
     b.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')

@@ -41,7 +41,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         if args.source == 'gransynth':
-            counts = lmms_data.write_gran_synth_tasks(args.data_root, args.out_dir, args.split, args.max_questions)
+            counts = lmms_data.write_gran_synth_tasks(args.data_root, args.out_dir, args.split,
+                                                      args.max_questions)
         elif args.source == 'refcoco':
             counts = lmms_data.write_refcoco_tasks(args.name, args.refs, args.instances, args.image_root,
                                                    args.out_dir, args.splits, args.max_questions)

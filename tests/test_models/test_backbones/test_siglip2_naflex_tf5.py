@@ -35,12 +35,14 @@ torch.save(dict(state_dict=hf.state_dict(), config=config.to_dict(), img=img, re
 '''
 
 
-@pytest.mark.skipif(not osp.exists(TF5_PYTHON), reason=f'no transformers 5.x environment at {TF5_PYTHON}: run '
+@pytest.mark.skipif(not osp.exists(TF5_PYTHON),
+                    reason=f'no transformers 5.x environment at {TF5_PYTHON}: run '
                     '`make tf5-env` (or set GRANVIT_TF5_PYTHON)')
 def test_siglip2_naflex_against_transformers_5(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     env['OMP_NUM_THREADS'] = '1'
-    proc = subprocess.run([TF5_PYTHON, '-c', REFERENCE, str(tmp_path / 'ref.pt')], env=env, capture_output=True,
+    proc = subprocess.run([TF5_PYTHON, '-c', REFERENCE, str(tmp_path / 'ref.pt')], env=env,
+                          capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ref = torch.load(tmp_path / 'ref.pt', weights_only=True)
