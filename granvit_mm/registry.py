@@ -38,7 +38,8 @@ VISBACKENDS = Registry('vis_backend', parent=mme.VISBACKENDS, scope='granvit')
 FUNCTIONS = Registry('function', parent=mme.FUNCTIONS, scope='granvit')
 STRATEGIES = Registry('strategy', parent=mme.STRATEGIES, scope='granvit',
                       locations=['granvit_mm.engine.fsdp'])
-# The data engine's swappable components (ingest, boxes, captioner backends, OCR, filters): granvit_mm/data_engine.
+# The data engine's swappable components (ingest, boxes, captioner backends, OCR, filters):
+# granvit_mm/data_engine.
 DATA_ENGINE_STAGES = Registry('data engine stage', scope='granvit', locations=['granvit_mm.data_engine'])
 
 __all__ = [

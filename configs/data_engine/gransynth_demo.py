@@ -1,8 +1,8 @@
 # The data engine on the embedded default (`make engine-demo`, docs/data_engine.md): GranSynth val images
 # without their labels -> boxes from a tiny RetinaNet trained on GranSynth train (mmdet's packaged train.py),
 # text lines from RapidOCR on the text pages, captions from the `make demo` stage-1 checkpoint.
-#   python tools/data_engine.py configs/data_engine/gransynth_demo.py --input work_dirs/engine_demo/val_images.txt \
-#       --work-dir work_dirs/engine_demo/engine_val
+#   python tools/data_engine.py configs/data_engine/gransynth_demo.py \
+#       --input work_dirs/engine_demo/val_images.txt --work-dir work_dirs/engine_demo/engine_val
 # Thresholds are ours for the toy: its images are about 100-128 px (the paper's filters would drop them all).
 detector_config = 'projects/granvit_det/configs/retinanet_granvit-tiny_simplefpn_gransynth-64px.py'
 detector_checkpoint = 'work_dirs/engine_demo/detector/iter_1000.pth'

@@ -1,6 +1,7 @@
 # A folder of your own photos on one machine: mmdet boxes + a transformers Qwen2-VL captioner (local weights;
 # nothing is downloaded at run time). Set the three paths, then:
-#   python tools/data_engine.py configs/data_engine/photos_qwen2vl_hf.py --input ~/Pictures --work-dir work_dirs/my_gran
+#   python tools/data_engine.py configs/data_engine/photos_qwen2vl_hf.py --input ~/Pictures \
+#       --work-dir work_dirs/my_gran
 # The paper's filters are kept except the shorter-side rule (phone photos pass it; screenshots may not).
 detector_config = 'projects/granvit_det/configs/mask-rcnn_granvit-b16_simplefpn_lsj-100e_coco.py'
 detector_checkpoint = 'checkpoints/vitdet_b_coco.pth'

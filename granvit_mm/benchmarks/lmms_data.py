@@ -9,7 +9,8 @@ pointing at it) whose hooks are :mod:`granvit_mm.benchmarks.lmms_tasks`. Run lmm
 
 Tasks (what ``--tasks`` names):
 - ``gransynth_rec``: GranSynth val as a RefCOCO-style referring-expression task (Acc@0.5 and lmms-eval's other
-  REC metrics), the paper's Caption2Bbox prompt; ``gransynth_rec_lmms_prompt``: the same with lmms-eval's prompt.
+  REC metrics), the paper's Caption2Bbox prompt; ``gransynth_rec_lmms_prompt``: the same with lmms-eval's
+  prompt.
 - ``gransynth_attr_vqa``: the attribute questions of ``toy.gran_synth_instruct`` (exact match).
 - ``granvit_<refcoco|refcoco+|refcocog>_bbox_rec_<split>``: RefCOCO-family splits from the refer API files.
 - ``granvit_docvqa_<split>`` (ANLS) / ``granvit_textvqa_<split>`` (VQA accuracy): VQA JSON + images.
@@ -73,8 +74,10 @@ def task_yaml(task: str, data_file: str, kind: str, doc_to_text: str = 'rec_doc_
         return (head + f'process_docs: {fn}rec_process_docs\ndoc_to_visual: {fn}rec_doc_to_visual\n'
                 f'doc_to_text: {fn}{doc_to_text}\ndoc_to_target: bbox\n'
                 + GEN.format(max_new_tokens=max_new_tokens)
-                + f'process_results: {fn}rec_process_results\nmetric_list:\n{metrics}metadata:\n  version: 0.0\n')
-    body = (f'doc_to_visual: {fn}vqa_doc_to_visual\ndoc_to_text: {fn}vqa_doc_to_text\ndoc_to_target: answers\n'
+                + f'process_results: {fn}rec_process_results\nmetric_list:\n{metrics}'
+                'metadata:\n  version: 0.0\n')
+    body = (f'doc_to_visual: {fn}vqa_doc_to_visual\ndoc_to_text: {fn}vqa_doc_to_text\n'
+            'doc_to_target: answers\n'
             + GEN.format(max_new_tokens=max_new_tokens)
             + 'lmms_eval_specific_kwargs:\n  default:\n    pre_prompt: ""\n'
             + f'    post_prompt: {json.dumps(post_prompt)}\n')
@@ -88,7 +91,8 @@ def task_yaml(task: str, data_file: str, kind: str, doc_to_text: str = 'rec_doc_
         metric = 'anls'  # lmms-eval's built-in ANLS against doc_to_target, as its docvqa_val task
     else:
         raise ValueError(f'unknown task kind {kind!r}')
-    return (head + body + f'metric_list:\n  - metric: {metric}\n    aggregation: mean\n    higher_is_better: true\n'
+    return (head + body + f'metric_list:\n  - metric: {metric}\n    aggregation: mean\n'
+            '    higher_is_better: true\n'
             'metadata:\n  version: 0.0\n')
 
 
@@ -99,7 +103,8 @@ def write_task(out_dir: str, task: str, rows: List[dict], features, kind: str, *
     os.makedirs(out_dir, exist_ok=True)
     data = write_parquet(rows, features, osp.join(osp.abspath(out_dir), 'data', f'{task}.parquet'))
     with open(osp.join(out_dir, SHIM), 'w') as f:
-        f.write('"""lmms-eval hooks of the tasks in this folder (written by granvit_mm.benchmarks.lmms_data)."""\n'
+        f.write('"""lmms-eval hooks of the tasks in this folder '
+                '(written by granvit_mm.benchmarks.lmms_data)."""\n'
                 'from granvit_mm.benchmarks.lmms_tasks import *  # noqa: F401,F403\n')
     path = osp.join(out_dir, f'{task}.yaml')
     with open(path, 'w') as f:
@@ -110,7 +115,8 @@ def write_task(out_dir: str, task: str, rows: List[dict], features, kind: str, *
 # ---- GranSynth (the toy) --------------------------------------------------------------------------------
 def gran_synth_rows(data_root: str, split: str = 'val', max_questions: Optional[int] = None):
     """(REC rows, attribute-VQA rows) of GranSynth ``split``: every region whose caption is unique in its
-    image, and every attribute question; boxes stay in the original image's pixels (lmms-eval's convention)."""
+    image, and every attribute question; boxes stay in the original image's pixels (lmms-eval's
+    convention)."""
     from granvit_mm.toy.gran_synth_instruct import attribute_questions, read_gran, unique_regions
     rec, vqa = [], []
     for i, r in enumerate(read_gran(osp.join(data_root, 'annotations', f'{split}.jsonl'))):
@@ -137,7 +143,8 @@ def write_gran_synth_tasks(data_root: str, out_dir: str, split: str = 'val',
 # ---- RefCOCO / RefCOCO+ / RefCOCOg ---------------------------------------------------------------------
 def refcoco_rows(refs: Iterable[dict], instances: dict, image_root: str, split: str,
                  max_questions: Optional[int] = None) -> List[dict]:
-    """One row a referring object of ``split`` (all its sentences as ``answer``, lmms-lab/RefCOCO's layout)."""
+    """One row a referring object of ``split`` (all its sentences as ``answer``, lmms-lab/RefCOCO's
+    layout)."""
     from granvit_mm.datasets.converters.coco import _ref_sentences
     from granvit_mm.datasets.converters.common import xywh_to_xyxy
     images = {int(im['id']): im for im in instances['images']}

@@ -76,8 +76,8 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
         floating = np.issubdtype(arr.dtype, np.floating)
         arr = arr.astype(np.float64)
         if arr.size and arr.min() < 0:
-            raise ValueError('got values below 0: pixel values are normalised here, not before; give RGB uint8 '
-                             'or floats in [0, 1]')
+            raise ValueError('got values below 0: pixel values are normalised here, not before; '
+                             'give RGB uint8 or floats in [0, 1]')
         if floating and arr.size and arr.max() <= 1.0:
             arr = arr * 255.0  # transformers' convention: float images are in [0, 1]
         arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)

@@ -54,7 +54,8 @@ class MMDetBoxes(Stage):
                  seed: int = 0) -> None:
         from mmdet.apis import DetInferencer
         self.config, self.checkpoint = config, checkpoint
-        self.score_thr, self.nms_iou, self.max_per_image = float(score_thr), float(nms_iou), int(max_per_image)
+        self.score_thr, self.nms_iou = float(score_thr), float(nms_iou)
+        self.max_per_image = int(max_per_image)
         self.batch_size = int(batch_size)
         self.skip_sources = set(skip_sources)
         if checkpoint is None:

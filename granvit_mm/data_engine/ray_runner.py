@@ -56,8 +56,9 @@ def _check_resources(stages: List[dict], have: dict) -> None:
     short = {k: (v, have.get(k, 0)) for k, v in need.items() if v > have.get(k, 0) + 1e-9}
     if short:
         raise RuntimeError(f'the stages\' actor pools need {need} but the Ray cluster has '
-                           f'{ {k: have.get(k, 0) for k in need} }: lower `ray=dict(concurrency=..., num_cpus=..., '
-                           'num_gpus=...)` in the stage configs or add nodes')
+                           f'{ {k: have.get(k, 0) for k in need} }: '
+                           'lower `ray=dict(concurrency=..., num_cpus=..., num_gpus=...)` '
+                           'in the stage configs or add nodes')
 
 
 def run_ray(cfg: dict, jobs: List[tuple], sizes: Dict[int, int], tag: str, address: Optional[str] = None,

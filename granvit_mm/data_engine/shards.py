@@ -83,8 +83,8 @@ def plan_shards(entries: Iterable[dict], work_dir: str, shard_size: int, meta: d
         with open(plan_file, encoding='utf-8') as f:
             plan = json.load(f)
         if plan['meta'] != meta:
-            raise ValueError(f'{work_dir} holds a run of another input or shard size ({plan["meta"]} vs {meta}); '
-                             'use another --work-dir')
+            raise ValueError(f'{work_dir} holds a run of another input or shard size '
+                             f'({plan["meta"]} vs {meta}); use another --work-dir')
         return plan
     sizes = []
     for i, chunk in enumerate(_chunks(entries, shard_size)):

@@ -1,5 +1,6 @@
 # GranViT stage 3, the paper's evaluation protocol: the stage-2 MLLM (GranViT SigLIP2 L/16 @ 512 frozen + its
-# projector + Qwen2.5-1.5B-Instruct) instruction-tuned on Open-LLaVA-NeXT 1M (LLaVA JSON: image + conversations).
+# projector + Qwen2.5-1.5B-Instruct) instruction-tuned on Open-LLaVA-NeXT 1M (LLaVA JSON: image +
+# conversations).
 # Every encoder of Table 1 goes through this config with the same LLM; a baseline is one variable away:
 #   --cfg-options model.visual_encoder.pretrained_model_name_or_path=/path/to/siglip2-large-patch16-512 \
 #                 model.pretrained_pth=work_dirs/<its stage-2 run>/iter_N.pth

@@ -2,7 +2,8 @@
 # GranSynth as LLaVA-format instruction data, with `xtuner train` on 2 CPU cores (docs/evaluation.md).
 #
 # After `make stage2-demo` (the stage-2 checkpoint below, the exported tower):
-#   python tools/misc/make_gran_synth_instruct.py --data-root data/gran_synth --out-dir data/gran_synth_instruct
+#   python tools/misc/make_gran_synth_instruct.py --data-root data/gran_synth \
+#       --out-dir data/gran_synth_instruct
 #   OMP_NUM_THREADS=1 python -m xtuner.tools.train \
 #       projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_instruct_cpu_stage3.py
 # A baseline encoder is one variable away (everything else equal): a plain SigLIP/CLIP vision tower directory
@@ -30,8 +31,10 @@ from granvit_mm.xtuner.llava_model import GranViTLLaVAModel
 #######################################################################
 # Model
 llm_name_or_path = 'data/tiny_llm'  # the base LLM; the stage-2 checkpoint replaces its weights
-visual_encoder_name_or_path = 'work_dirs/granvit_pretrain_tiny/hf_encoder'  # or a SigLIP/CLIP tower (baseline)
-stage2_checkpoint = 'work_dirs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2/iter_1000.pth'  # projector + LLM
+# or a SigLIP/CLIP tower (baseline)
+visual_encoder_name_or_path = 'work_dirs/granvit_pretrain_tiny/hf_encoder'
+# projector + LLM
+stage2_checkpoint = 'work_dirs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2/iter_1000.pth'
 freeze_visual_encoder = True  # the paper's default; False trains the ViT too (Table 10)
 visual_select_layer = -1
 
