@@ -1,6 +1,7 @@
 """Build Gran JSONL from raw images with the data engine (docs/data_engine.md).
 
-    python tools/data_engine.py configs/data_engine/gransynth_demo.py --input <folder | list.txt | gran.jsonl> \
+    python tools/data_engine.py configs/data_engine/gransynth_demo.py \
+        --input <folder | list.txt | gran.jsonl> \
         --work-dir work_dirs/engine_out [--workers 2 | --launcher ray [--ray-address auto]]
 
 Writes ``<work-dir>/gran/part-*.jsonl`` (what GranDataset reads: ``ann_file`` and ``data_prefix`` are in the

@@ -73,7 +73,8 @@ def test_gran_synth_copies(tmp_path):
     assert 'doc_to_text: !function granvit_lmms_utils.rec_doc_to_text\n' in text
     assert str(tmp_path / 'tasks/data/gransynth_rec.parquet') in text
     assert 'rec_doc_to_text_lmms' in (tmp_path / 'tasks' / 'gransynth_rec_lmms_prompt.yaml').read_text()
-    assert 'from granvit_mm.benchmarks.lmms_tasks import *' in (tmp_path / 'tasks' / lmms_data.SHIM).read_text()
+    shim = (tmp_path / 'tasks' / lmms_data.SHIM).read_text()
+    assert 'from granvit_mm.benchmarks.lmms_tasks import *' in shim
 
 
 def test_refcoco_and_vqa_copies(tmp_path):

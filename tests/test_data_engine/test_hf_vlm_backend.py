@@ -8,8 +8,10 @@ SPECIAL = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|vision_start|>', '<
            '<|image_pad|>',
            '<|video_pad|>']
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
-            "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}"
-            "{% endif %}{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+            "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+            "{% else %}{{ c['text'] }}"
+            "{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n"
             "{% endif %}")
 
 
@@ -19,8 +21,9 @@ def tiny_qwen2vl(tmp_path_factory):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (Qwen2TokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
                               Qwen2VLImageProcessor, Qwen2VLProcessor)
-    words = ['[UNK]'] + SPECIAL + 'a the red blue box image region of in describe content normalized bounding ' \
-        'coordinates no more than 10 words detail what is shown one paragraph'.split() + list('0123456789.,[]')
+    words = ['[UNK]'] + SPECIAL + ('a the red blue box image region of in describe content normalized '
+                                   'bounding coordinates no more than 10 words detail what is shown one '
+                                   'paragraph').split() + list('0123456789.,[]')
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token='[UNK]'))
     tok.pre_tokenizer = pre_tokenizers.Split(pattern=r'(<\|[a-z_]+\|>|\s+|[.,\[\]0-9])', behavior='isolated')
     tok.decoder = decoders.WordPiece(prefix='##')

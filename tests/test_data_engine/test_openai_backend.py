@@ -39,7 +39,8 @@ class _Stub:
                 content = body['messages'][0]['content']
                 url, text = content[0]['image_url']['url'], content[1]['text']
                 img = Image.open(io.BytesIO(base64.b64decode(url.split(',', 1)[1])))
-                answer = (f'box {text.split("coordinates ")[1].split(" in no")[0]} of a {img.width}x{img.height} '
+                box = text.split("coordinates ")[1].split(" in no")[0]
+                answer = (f'box {box} of a {img.width}x{img.height} '
                           'image seen by a model that talks far too much' if 'coordinates' in text
                           else 'a global caption')
                 out = json.dumps(dict(choices=[dict(message=dict(role='assistant',
@@ -74,7 +75,8 @@ def test_prompts_images_and_retries(stub):
     out = _backend(stub, max_retries=2).caption([img], [np.array([[20, 5, 100, 45.]])], [True])
     glob, regions = out[0]
     assert glob == 'a global caption'
-    assert regions == ['box [0.100, 0.100, 0.500, 0.900] of a 200x50 image seen by a model that talks far too much']
+    assert regions == ['box [0.100, 0.100, 0.500, 0.900] of a 200x50 image seen by a model that talks '
+                       'far too much']
     assert len(stub.seen) == 4 and all(p == '/v1/chat/completions' for p, _ in stub.seen)
     assert stub.seen[-1][1]['model'] == 'tiny-vlm' and stub.seen[-1][1]['temperature'] == 0.0
 
@@ -99,7 +101,8 @@ def test_dead_server_leaves_the_shard_for_the_rerun(stub, synth_root, tmp_path):
     cfg = dict(shard_size=3, batch_size=3, stages=[
         dict(type='DecodeImages'),
         dict(type='CaptionRegions', max_region_words=6, backend=dict(
-            type='OpenAICaptioner', base_url=stub.url, model='m', max_retries=1, retry_wait=0.01, timeout=5))])
+            type='OpenAICaptioner', base_url=stub.url, model='m', max_retries=1, retry_wait=0.01,
+            timeout=5))])
     inp = tmp_path / 'in.jsonl'
     inp.write_text(''.join(open(f'{synth_root}/annotations/val.jsonl').readlines()[:5]))
     stub.fail = [500] * 1000  # the server is down

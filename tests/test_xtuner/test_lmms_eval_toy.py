@@ -14,8 +14,8 @@ from stage2_assets import ROOT, save_export
 LMMS_PYTHON = os.environ.get('GRANVIT_LMMS_PYTHON', osp.join(ROOT, '.venv-lmms', 'bin', 'python'))
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not osp.exists(LMMS_PYTHON),
-                                 reason=f'no lmms-eval environment at {LMMS_PYTHON}: run `make lmms-eval-env` '
-                                        '(or set GRANVIT_LMMS_PYTHON)')]
+                                 reason=f'no lmms-eval environment at {LMMS_PYTHON}: '
+                                        'run `make lmms-eval-env` (or set GRANVIT_LMMS_PYTHON)')]
 
 ORACLE = '''
 import json, sys
@@ -26,7 +26,8 @@ from granvit_mm.core.prompts import caption2bbox_answer
 from granvit_mm.toy.gran_synth_instruct import read_gran
 data_file, ann_file, cache = sys.argv[1:4]
 records = list(read_gran(ann_file))
-docs = lmms_tasks.rec_process_docs(load_dataset('parquet', data_files={'test': data_file}, cache_dir=cache)['test'])
+docs = lmms_tasks.rec_process_docs(
+    load_dataset('parquet', data_files={'test': data_file}, cache_dir=cache)['test'])
 oracle, naive = [], []
 for doc in docs:
     i, j = map(int, doc['question_id'].split('_'))

@@ -21,7 +21,8 @@ from granvit_mm.core.prompts import caption2bbox_question
 TF5_PYTHON = os.environ.get('GRANVIT_TF5_PYTHON', osp.join(ROOT, '.venv-tf5', 'bin', 'python'))
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not osp.exists(TF5_PYTHON),
-                                 reason=f'no transformers 5.x environment at {TF5_PYTHON}: run `make tf5-env`')]
+                                 reason=f'no transformers 5.x environment at {TF5_PYTHON}: '
+                                        'run `make tf5-env`')]
 QUESTION = caption2bbox_question('a small red circle')
 DIRECT = '''
 import sys, torch
@@ -75,7 +76,8 @@ def test_transformers_serve_answers_an_openai_chat_request(tiny_llm_dir, encoder
                 urllib.request.urlopen(base + '/health', timeout=5)
                 break
             except OSError:
-                assert server.poll() is None and time.time() < deadline, (tmp_path / 'serve.log').read_text()[-3000:]
+                log = (tmp_path / 'serve.log').read_text()[-3000:]
+                assert server.poll() is None and time.time() < deadline, log
                 time.sleep(1)
         buf = io.BytesIO()
         image.save(buf, 'PNG')

@@ -1,7 +1,7 @@
-"""Stage 3 as docs/evaluation.md tells a user: GranSynth -> LLaVA instruction JSON, `python -m xtuner.tools.train`
-the tiny stage-3 config from a stage-2 checkpoint, export to transformers; the baseline is the same config
-with a plain SigLIP tower. `xtuner train` can exit 0 after a crash, so the test checks what the run leaves
-behind."""
+"""Stage 3 as docs/evaluation.md tells a user: GranSynth -> LLaVA instruction JSON,
+`python -m xtuner.tools.train` the tiny stage-3 config from a stage-2 checkpoint, export to transformers;
+the baseline is the same config with a plain SigLIP tower. `xtuner train` can exit 0 after a crash, so the
+test checks what the run leaves behind."""
 import os
 import os.path as osp
 import re
@@ -32,7 +32,8 @@ def _run(cwd, *cmd, timeout=600):
 
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory, tiny_llm_dir, encoder_dir):
-    """A project directory after `make stage2-demo`: GranSynth, the tiny LLM, the tower, a stage-2 checkpoint."""
+    """A project directory after `make stage2-demo`: GranSynth, the tiny LLM, the tower, a stage-2
+    checkpoint."""
     from granvit_mm.toy.gran_synth import generate
     ws = tmp_path_factory.mktemp('ws3')
     generate(str(ws / 'data' / 'gran_synth'), num_train=8, num_val=4, image_size=96, seed=1)
@@ -62,7 +63,8 @@ def test_stage3_continues_stage2_and_exports(workspace):
     assert not any(k.startswith('visual_encoder.') for k in state)  # frozen by default
     key = next(k for k in state if k.startswith('llm.') and k.endswith('mlp.up_proj.weight'))
     step = (state[key] - stage2[key]).abs().max()
-    assert 0 < step < 0.01  # trained a little, from stage 2's weights (which are 0.05-noise away from the base)
+    # trained a little, from stage 2's weights (which are 0.05-noise away from the base)
+    assert 0 < step < 0.01
 
     _run(ws, osp.join(ROOT, 'tools/model_converters/xtuner_to_hf_llava.py'), CFG, ckpt, 'hf_llava')
     from transformers import AutoTokenizer

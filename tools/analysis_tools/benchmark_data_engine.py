@@ -86,8 +86,8 @@ def cpu_stages(args, root, recs) -> dict:
                            len(objects), repeat=20)
     if args.stage1:
         from granvit_mm.data_engine import CaptionRegions
-        cap = CaptionRegions(backend=dict(type='GranViTCaptioner', config=osp.join(REPO, 'configs',
-                                                                                   'granvit_pretrain_tiny.py'),
+        cap = CaptionRegions(backend=dict(type='GranViTCaptioner',
+                                          config=osp.join(REPO, 'configs', 'granvit_pretrain_tiny.py'),
                                           checkpoint=args.stage1, device=args.device, batch_size=16))
         some = objects[:32]
         res['captions (stage-1 tiny GranViT)'] = timed(lambda: cap.process([dict(it) for it in some]),
@@ -120,7 +120,8 @@ def qwen2vl(size: str, device: str, dtype):
         num_hidden_layers=s['num_hidden_layers'], num_attention_heads=s['num_attention_heads'],
         num_key_value_heads=s['num_key_value_heads'], vocab_size=v, max_position_embeddings=4096,
         rope_scaling=dict(type='mrope', mrope_section=s['mrope']), image_token_id=v - 3,
-        video_token_id=v - 4, vision_start_token_id=v - 2, vision_end_token_id=v - 1, eos_token_id=v - 5, pad_token_id=v - 5,
+        video_token_id=v - 4, vision_start_token_id=v - 2, vision_end_token_id=v - 1, eos_token_id=v - 5,
+        pad_token_id=v - 5,
         vision_config=dict(s['vision'], hidden_size=s['hidden_size'], in_channels=3, patch_size=14,
                            spatial_merge_size=2, temporal_patch_size=2,
                            mlp_ratio=4), attn_implementation='sdpa')
@@ -228,7 +229,8 @@ else:
     eng = DataEngine(dict(stages=[dict(type='DecodeImages')], batch_size=64))
     for i in (0, 1, 2):
         eng.run_shard({wd!r}, i, i * 1000)
-print(json.dumps(dict(base_mb=base / 1024, peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps(dict(base_mb=base / 1024, peak_mb=peak / 1024)))
 """
 
 
@@ -314,7 +316,8 @@ def main(argv=None):
         cap = attempt('captioner (torch + transformers)', lambda: captioner_section(args, cuda))
         if cap:
             report['captioner'] = cap
-            report['stages_images_per_s'][f'captions (Qwen2-VL-{cap["size"]} shape, random)'] = cap['images_per_s']
+            name = f'captions (Qwen2-VL-{cap["size"]} shape, random)'
+            report['stages_images_per_s'][name] = cap['images_per_s']
         if cuda:
             det = attempt('detector (mmdet + mmcv)', lambda: detector_rate(VITDET_B, args.device, 32, 1024,
                                                                            args.det_batch))
@@ -327,16 +330,18 @@ def main(argv=None):
         det = report.get('detector_images_per_s')
         cap = report.get('captioner', {}).get('images_per_s')
         proj = {k: GRAN_29M / v / 3600 for k, v in (('detector', det), ('captioner', cap)) if v}
-        report['gpu_hours_for_29.5M_images'] = dict(proj, total=sum(proj.values()),
-                                                    note='one GPU per stage, transformers generate (vLLM batches '
-                                                         'better: an upper bound for the captioner)')
+        report['gpu_hours_for_29.5M_images'] = dict(
+            proj, total=sum(proj.values()),
+            note='one GPU per stage, transformers generate (vLLM batches '
+                 'better: an upper bound for the captioner)')
     print(f'{"stage":45s} images/s ({args.device})')
     for k, v in report['stages_images_per_s'].items():
         print(f'{k:45s} {v:10.2f}')
     if report.get('captioner'):
         print('captioner:', json.dumps(report['captioner']))
     if report.get('routes_images_per_s'):
-        print('whole engine: ' + '   '.join(f'{k} {v:.2f} img/s' for k, v in report['routes_images_per_s'].items()))
+        routes = report['routes_images_per_s'].items()
+        print('whole engine: ' + '   '.join(f'{k} {v:.2f} img/s' for k, v in routes))
     if 'gpu_hours_for_29.5M_images' in report:
         print('GPU-hours for 29.5M images:', json.dumps(report['gpu_hours_for_29.5M_images']))
     if SKIPPED:

@@ -150,7 +150,8 @@ def config_step(config: str, cfg_options: dict, steps: int, warmup: int) -> dict
 
 
 def rec_questions(tasks_dir: str, n: int):
-    """The first ``n`` questions of the gransynth_rec copy, as lmms-eval sees them: (RGB image, caption, row)."""
+    """The first ``n`` questions of the gransynth_rec copy, as lmms-eval sees them: (RGB image, caption,
+    row)."""
     import numpy as np
     from datasets import load_dataset
     ds = load_dataset('parquet', data_files={'test': osp.join(tasks_dir, 'data', 'gransynth_rec.parquet')},
@@ -161,7 +162,8 @@ def rec_questions(tasks_dir: str, n: int):
 
 def own_eval_speed(config: str, checkpoint: str, tasks_dir: str, n: int, cfg_options: dict) -> dict:
     """The project's evaluation (greedy_answers of the XTuner model, questions of an image batched, as
-    eval_stage2.py) on lmms-eval's first ``n`` REC questions: questions/s and Acc@0.5 in original coordinates."""
+    eval_stage2.py) on lmms-eval's first ``n`` REC questions: questions/s and Acc@0.5 in original
+    coordinates."""
     from mmengine.config import Config
 
     from granvit_mm.benchmarks.lmms_tasks import answer_box
@@ -200,7 +202,8 @@ def own_eval_speed(config: str, checkpoint: str, tasks_dir: str, n: int, cfg_opt
 
 
 def lmms_eval_speed(export: str, tasks_dir: str, n: int, lmms_python: str, work_dir: str) -> dict:
-    """``python -m lmms_eval --model llava_hf`` on the same ``n`` questions (``--limit``): wall and eval time."""
+    """``python -m lmms_eval --model llava_hf`` on the same ``n`` questions (``--limit``): wall and eval
+    time."""
     out_dir = osp.join(work_dir, 'lmms_speed')
     cmd = [lmms_python, '-m', 'lmms_eval', '--model', 'llava_hf', '--model_args',
            f'pretrained={osp.abspath(export)},device=cpu,device_map=cpu,trust_remote_code=True',

@@ -1,8 +1,8 @@
 """`make engine-demo`: GranSynth val images, without their labels, through the data engine, scored against
 GranSynth's truth (docs/data_engine.md).
 
-1. a tiny RetinaNet (projects/granvit_det/configs/retinanet_granvit-tiny_simplefpn_gransynth-64px.py) trained on
-   GranSynth train by mmdet's packaged train.py, from the `make demo` stage-1 ViT;
+1. a tiny RetinaNet (projects/granvit_det/configs/retinanet_granvit-tiny_simplefpn_gransynth-64px.py)
+   trained on GranSynth train by mmdet's packaged train.py, from the `make demo` stage-1 ViT;
 2. the engine (configs/data_engine/gransynth_demo.py) on a list of the val images (path + source: object scene
    or text page, as a real run knows which collection an image comes from), boxes from that detector, text
    lines from RapidOCR on the pages, captions from the `make demo` stage-1 checkpoint;

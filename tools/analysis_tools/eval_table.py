@@ -4,11 +4,13 @@
     python tools/analysis_tools/eval_table.py GranViT=work_dirs/eval_demo/lmms/granvit \
         SigLIP=work_dirs/eval_demo/lmms/siglip --out work_dirs/eval_demo/table.md
     # or run lmms-eval first on transformers exports (in lmms-eval's environment, `make lmms-eval-env`)
-    python tools/analysis_tools/eval_table.py GranViT=work_dirs/granvit_export SigLIP=work_dirs/siglip_export \
+    python tools/analysis_tools/eval_table.py \
+        GranViT=work_dirs/granvit_export SigLIP=work_dirs/siglip_export \
         --tasks gransynth_rec,gransynth_attr_vqa --include-path work_dirs/lmms_tasks --work-dir work_dirs/lmms
 
 A PATH holding a ``config.json`` is an export: with ``--tasks`` it is scored by
-``python -m lmms_eval --model llava_hf`` into ``<work-dir>/<NAME>`` first (``--device cuda`` on a GPU machine).
+``python -m lmms_eval --model llava_hf`` into ``<work-dir>/<NAME>`` first (``--device cuda`` on a GPU
+machine).
 """
 import argparse
 import os
@@ -23,7 +25,9 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def run_lmms_eval(export: str, out_dir: str, args) -> str:
     """Score ``export`` with lmms-eval's llava_hf model; returns its --output_path."""
-    device = f'device={args.device},device_map={args.device}' if args.device == 'cpu' else f'device={args.device}'
+    device = f'device={args.device}'
+    if args.device == 'cpu':
+        device += f',device_map={args.device}'
     cmd = [args.lmms_python, '-m', 'lmms_eval', '--model', 'llava_hf', '--model_args',
            f'pretrained={osp.abspath(export)},{device},trust_remote_code=True', '--tasks', args.tasks,
            '--batch_size', '1', '--output_path', out_dir, '--log_samples']

@@ -43,7 +43,7 @@ VARIANT = dict(encoder='granvit', llm='llm', projector='stage1', iters=1000, bat
                prep='prep', max_new_tokens=40)
 
 
-# ---- 1. prep (project environment) --------------------------------------------------------------------------
+# ---- 1. prep (project environment) ------------------------------------------------------------
 def _pack(seqs):
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if seqs else np.zeros(0, np.int64)
@@ -111,7 +111,7 @@ def prep(args) -> None:
           f'-> {args.out}')
 
 
-# ---- 2. run (torch + transformers) ---------------------------------------------------------------------------
+# ---- 2. run (torch + transformers) ------------------------------------------------------------
 class Prepared:
     """The prepared tokens of one box style, and the images as model inputs."""
 

@@ -4,10 +4,12 @@ r"""Write local benchmark copies + lmms-eval task YAMLs (granvit_mm/benchmarks/l
     # the toy: GranSynth val as a RefCOCO-style task + attribute VQA
     python tools/dataset_converters/lmms_eval_tasks.py gransynth --data-root data/gran_synth --out-dir OUT
     # RefCOCO / RefCOCO+ / RefCOCOg from the refer API files and COCO train2014 images
-    python tools/dataset_converters/lmms_eval_tasks.py refcoco --name refcoco --refs data/refcoco/refs\(unc\).p \
-        --instances data/refcoco/instances.json --image-root data/coco/train2014 --splits val testA testB --out-dir OUT
+    python tools/dataset_converters/lmms_eval_tasks.py refcoco --name refcoco \
+        --refs data/refcoco/refs\(unc\).p --instances data/refcoco/instances.json \
+        --image-root data/coco/train2014 --splits val testA testB --out-dir OUT
     # DocVQA / TextVQA-style JSON (val: test splits have no answers)
-    python tools/dataset_converters/lmms_eval_tasks.py vqa --kind docvqa --json data/docvqa/val/val_v1.0.json \
+    python tools/dataset_converters/lmms_eval_tasks.py vqa --kind docvqa \
+        --json data/docvqa/val/val_v1.0.json \
         --image-root data/docvqa/val --out-dir OUT
 
 Each task is OUT/<task>.yaml + OUT/data/<task>.parquet; the printed names go to lmms-eval's --tasks.

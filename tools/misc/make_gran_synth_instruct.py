@@ -1,6 +1,7 @@
 """GranSynth as LLaVA-format instruction data for stage 3 on the toy (granvit_mm/toy/gran_synth_instruct.py).
 
-    python tools/misc/make_gran_synth_instruct.py --data-root data/gran_synth --out-dir data/gran_synth_instruct
+    python tools/misc/make_gran_synth_instruct.py --data-root data/gran_synth \
+        --out-dir data/gran_synth_instruct
 
 Writes ``<out-dir>/train.json`` and ``val.json`` (LLaVA records: ``id``, ``image`` relative to
 ``<data-root>/images``, ``conversations``): global captions, Caption2Bbox, Bbox2Caption and attribute
