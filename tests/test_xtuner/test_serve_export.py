@@ -76,8 +76,8 @@ def test_transformers_serve_answers_an_openai_chat_request(tiny_llm_dir, encoder
                 urllib.request.urlopen(base + '/health', timeout=5)
                 break
             except OSError:
-                log = (tmp_path / 'serve.log').read_text()[-3000:]
-                assert server.poll() is None and time.time() < deadline, log
+                assert server.poll() is None and time.time() < deadline, \
+                    (tmp_path / 'serve.log').read_text()[-3000:]
                 time.sleep(1)
         buf = io.BytesIO()
         image.save(buf, 'PNG')
