@@ -39,8 +39,8 @@ class _Stub:
                 content = body['messages'][0]['content']
                 url, text = content[0]['image_url']['url'], content[1]['text']
                 img = Image.open(io.BytesIO(base64.b64decode(url.split(',', 1)[1])))
-                box = text.split("coordinates ")[1].split(" in no")[0]
-                answer = (f'box {box} of a {img.width}x{img.height} '
+                answer = (f'box {text.split("coordinates ")[1].split(" in no")[0]} '
+                          f'of a {img.width}x{img.height} '
                           'image seen by a model that talks far too much' if 'coordinates' in text
                           else 'a global caption')
                 out = json.dumps(dict(choices=[dict(message=dict(role='assistant',
