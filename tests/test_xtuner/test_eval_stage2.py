@@ -96,6 +96,32 @@ def test_hand_checked_partial_answers(one_image, tokenizer):
     assert lines[0].startswith('Caption2Bbox  Acc@IoU0.5   0.00  mIoU   0.00  (2 questions')
 
 
+def test_each_image_is_asked_its_own_questions(tmp_path, tokenizer):
+    """Teeth: two images, two records: every question goes with its own image's pixels and its answers land on
+    its own sample (asking every question about image 0 fails)."""
+    Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(tmp_path / 'a.png')
+    Image.fromarray(np.full((H, W, 3), 220, np.uint8)).save(tmp_path / 'b.png')
+    other = dict(RECORD, image='b.png', regions=[dict(bbox=[0, 0, 10, 10], caption='a green star')])
+    _write(tmp_path, [RECORD, other])
+    ds = build_eval_dataset(tokenizer, 'val.jsonl', data_root=str(tmp_path), image_size=16)
+    asked = []
+
+    def brightness(pixel_values, questions):  # answers name the image they were asked about
+        asked.append((round(float(pixel_values.mean()), 3), list(questions)))
+        return [f'{asked[-1][0]} {q}' for q in questions]
+
+    samples = predict(ds, brightness)
+    assert [s['img_path'].rsplit('/', 1)[-1] for s in samples] == ['a.png', 'b.png']
+    (dark, dark_qs), (bright, bright_qs) = asked
+    assert dark < bright
+    assert any('a red square' in q for q in dark_qs) and any('a blue circle' in q for q in dark_qs)
+    assert any('a green star' in q for q in bright_qs) and not any('a green star' in q for q in dark_qs)
+    assert not any('a red square' in q for q in bright_qs)
+    assert samples[0]['pred_texts'] == [f'{dark} {t["question"]}' for t in samples[0]['tasks']]
+    assert samples[1]['pred_texts'] == [f'{bright} {t["question"]}' for t in samples[1]['tasks']]
+    assert len(samples[0]['tasks']) == 4 and len(samples[1]['tasks']) == 2
+
+
 def test_refcoco_gran_files(tmp_path, tokenizer):
     """A RefCOCO file from the converter: every expression is a question, repeated expressions included."""
     from granvit_mm.datasets.converters import convert_refcoco, write_records
