@@ -233,6 +233,13 @@ def test_pickled_checkpoints_need_trust(tmp_path):
 def test_eval_tool(trained, synth_dir, tmp_path, capsys):
     tool = load_tool('tools/analysis_tools/eval_stage2.py')
     out = str(tmp_path / 'eval.json')
+    # an LLM whose greedy answers depend on the image, so that an answer about the wrong image shows
+    state = torch.load(trained['checkpoint'], weights_only=True)['state_dict']
+    g = torch.Generator().manual_seed(0)
+    for k in [k for k in state if k.startswith('llm.') and state[k].dim() >= 2]:
+        state[k] = torch.randn(state[k].shape, generator=g) * 0.3
+    trained = dict(trained, checkpoint=str(tmp_path / 'iter_20.pth'))
+    torch.save(dict(state_dict=state), trained['checkpoint'])
     metrics = tool.main([trained['config'], trained['checkpoint'], '--max-images', '2', '--max-new-tokens',
                          '8', '--device', 'cpu', '--out', out])
     printed = capsys.readouterr().out
@@ -246,3 +253,35 @@ def test_eval_tool(trained, synth_dir, tmp_path, capsys):
     data = dict(ann_file='annotations/val.jsonl', data_root=synth_dir, data_prefix=dict(img_path='images/'))
     model, tokenizer = load_stage2(trained['config'], trained['checkpoint'])
     assert evaluate_stage2(model, tokenizer, data, max_new_tokens=8, max_images=2) == metrics
+    # an independent reference: every saved answer is what the model says to that one question about that image
+    # alone, and the metrics follow from the saved rows by the formulas (IoU by hand, ROUGE-L per row)
+    from granvit_mm.core.image_input import to_model_input
+    from granvit_mm.evaluation.metrics.rouge import rouge_l
+    from granvit_mm.xtuner.llava_model import greedy_answers
+    assert len({p['image'] for p in preds}) == 2
+    for p in preds:
+        pixels = torch.from_numpy(to_model_input(np.asarray(Image.open(p['image']).convert('RGB')), 64)[0])
+        assert greedy_answers(model, tokenizer, pixels[None], [[p['question']]], max_new_tokens=8) == \
+            [[p['prediction']]], p
+
+    def iou(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / union if union > 0 else 0.0
+
+    def as_box(text):
+        try:
+            box = json.loads(text)
+            return [float(v) for v in box] if len(box) == 4 else None
+        except (ValueError, TypeError):
+            return None
+
+    grounding = [p for p in preds if p['task'] == 'caption2bbox']
+    ious = [iou(as_box(p['prediction']), as_box(p['answer'])) if as_box(p['prediction']) else 0.0
+            for p in grounding]
+    assert metrics['caption2bbox/acc_iou0.5'] == pytest.approx(100 * sum(v >= 0.5 for v in ious) / len(ious))
+    assert metrics['caption2bbox/miou'] == pytest.approx(100 * sum(ious) / len(ious), abs=1e-4)
+    captions = [p for p in preds if p['task'] == 'bbox2caption']
+    assert metrics['bbox2caption/rouge_l'] == pytest.approx(
+        100 * sum(rouge_l(p['prediction'], p['answer']) for p in captions) / len(captions))
