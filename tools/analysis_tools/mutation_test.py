@@ -25,7 +25,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # subprocess (CLIs, kill/resume) are left out: they cannot see the mutants and only cost time.
 _CORE_TESTS = ['tests/test_core', 'tests/test_datasets/test_gran_format.py',
                'tests/test_datasets/test_bad_records.py', 'tests/test_datasets/test_transforms.py',
-               'tests/test_datasets/test_region_tasks.py', 'tests/test_models/test_heads/test_region_ar_head.py',
+               'tests/test_datasets/test_region_tasks.py',
+               'tests/test_models/test_heads/test_region_ar_head.py',
                'tests/test_xtuner/test_gran_llava_dataset.py',
                'tests/test_models/test_backbones/test_siglip2_conversion.py',
                'tests/test_models/test_backbones/test_granvit.py',
