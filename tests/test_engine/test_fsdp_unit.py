@@ -1,5 +1,5 @@
-"""GranViTFSDPStrategy in one process: what it changes in MMEngine's FSDPStrategy (the 2-process runs that show
-the effect on training are in test_distributed.py)."""
+"""GranViTFSDPStrategy in one process: what it changes in MMEngine's FSDPStrategy (the 2-process runs that
+show the effect on training are in test_distributed.py)."""
 import functools
 
 import pytest
@@ -31,7 +31,8 @@ def test_norm_clipping_goes_through_the_fsdp_module():
     model = _Recorder()
     wrapper = GranViTFSDPStrategy().build_optim_wrapper(
         dict(type='OptimWrapper', optimizer=SGD, clip_grad=dict(max_norm=0.5, norm_type=3.0)), model)
-    assert isinstance(wrapper.clip_func, functools.partial) and wrapper.clip_func.func is _clip_sharded_grad_norm
+    assert isinstance(wrapper.clip_func, functools.partial)
+    assert wrapper.clip_func.func is _clip_sharded_grad_norm
     model.lin.weight.grad = torch.ones(2, 2)
     model.lin.bias.grad = torch.ones(2)
     norm = wrapper._clip_grad()  # MMEngine's call: clip_func(params, **clip_grad)

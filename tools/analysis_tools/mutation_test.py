@@ -41,7 +41,7 @@ GROUPS = {
                 ['tests/test_models/test_heads/test_region_ar_head.py', 'tests/test_core']),
     'core': (['granvit_mm/core/*'], _CORE_TESTS),
     'checkpoint_io': (['granvit_mm/engine/checkpoint_io.py'],
-                      ['tests/test_engine/test_faults.py',
+                      ['tests/test_engine/test_checkpoint_io.py', 'tests/test_engine/test_faults.py',
                        'tests/test_engine/test_weights_only_checkpoint.py']),
     'fsdp': (['granvit_mm/engine/fsdp.py'],
              ['tests/test_engine/test_fsdp_unit.py',
