@@ -122,6 +122,22 @@ def test_each_image_is_asked_its_own_questions(tmp_path, tokenizer):
     assert len(samples[0]['tasks']) == 4 and len(samples[1]['tasks']) == 2
 
 
+def test_progress_bar_counts_the_images(one_image, tokenizer, monkeypatch):
+    from granvit_mm.xtuner import stage2_eval
+    ticks = []
+
+    class Bar:
+        def update(self):
+            ticks.append(1)
+
+    monkeypatch.setattr(stage2_eval, '_progress', lambda n: ticks.append(('total', n)) or Bar())
+    ds = build_eval_dataset(tokenizer, 'val.jsonl', data_root=one_image, image_size=16)
+    predict(ds, _oracle(ds), progress=True)
+    assert ticks == [('total', 1), 1]
+    predict(ds, _oracle(ds))  # no bar unless asked
+    assert len(ticks) == 2
+
+
 def test_refcoco_gran_files(tmp_path, tokenizer):
     """A RefCOCO file from the converter: every expression is a question, repeated expressions included."""
     from granvit_mm.datasets.converters import convert_refcoco, write_records
