@@ -27,8 +27,9 @@ def test_stage1_checkpoint_with_config_matches_the_inferencer(stage1, inferencer
 
 
 def test_stage1_maps_are_the_training_models_tokens(stage1, tmp_path):
-    """Teeth: the extractor's student and teacher maps against the stage-1 model itself (built from the config,
-    loaded with the checkpoint), on the training pre-processing; a teacher unlike the student tells them apart."""
+    """Teeth: the extractor's student and teacher maps against the stage-1 model itself (built from the
+    config, loaded with the checkpoint), on the training pre-processing; a teacher unlike the student tells
+    them apart."""
     from mmengine.config import Config
 
     from granvit_mm.registry import MODELS

@@ -29,7 +29,8 @@ def _by_hand(img, size):
     h, w = img.shape[:2]
     side = max(h, w)
     square = np.pad(img, ((0, side - h), (0, side - w), (0, 0)), constant_values=127)
-    resized = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    resized = cv2.resize(square, (size, size), interpolation=interpolation)
     return (resized.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
 
 

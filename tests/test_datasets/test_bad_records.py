@@ -86,13 +86,14 @@ def test_skip_counts_per_reason_and_resamples(mixed):
     counts = ds.skips.as_dict()['records']
     assert sum(counts.values()) >= len(reasons)
     assert set(reasons) <= set(counts)
-    # the log: the first 3 skips in full (shard:line and why), then a per-reason summary at 3 and every 5 skips
+    # the log: the first 3 skips in full (shard:line and why), then a per-reason summary at 3 and every 5
     total = sum(counts.values())
     full = [line for line in seen.lines if ': skipped (' in line]
     assert [line.split(': skipped (')[1].split(')')[0] for line in full] == ['1', '2', '3']
-    assert full[0].startswith('GranDataset: skipped (1): ') and f'{path}:2:' in full[0]  # line 2, the first bad
+    assert full[0].startswith('GranDataset: skipped (1): ') and f'{path}:2:' in full[0]  # the first bad line
     logged = [line.rsplit('[', 1)[1].rstrip(']') for line in full]  # each names its shard:line and reason
-    assert logged[0] == reasons[0] and set(logged) <= set(reasons) and all(f'{path}:' in line for line in full)
+    assert logged[0] == reasons[0] and set(logged) <= set(reasons)
+    assert all(f'{path}:' in line for line in full)
     summaries = [line for line in seen.lines if 'bad records skipped in this process so far' in line]
     assert [int(line.split(': ')[1].split(' ')[0]) for line in summaries] == \
         [3] + [n for n in range(5, total + 1, 5)]

@@ -307,7 +307,8 @@ def test_fsdp_clips_by_the_global_norm_like_ddp(assets, ddp_clipped):
     """FSDP's clipping runs over all shards (GranViTFSDPStrategy): the same SGD updates as DDP's."""
     work = _strategy_run(assets, 'fsdp_clip', FSDP_CFG, steps=CLIP_STEPS,
                          load_from=osp.join(assets[0], 'init.pth'),
-                         optim_wrapper=dict(type='OptimWrapper', optimizer=SGD, clip_grad=dict(max_norm=CLIP_NORM)))
+                         optim_wrapper=dict(type='OptimWrapper', optimizer=SGD,
+                                            clip_grad=dict(max_norm=CLIP_NORM)))
     assert_same_updates(_updates(work, CLIP_STEPS), ddp_clipped)
 
 

@@ -75,7 +75,7 @@ def test_runner_checkpoints_load_safely_and_resume(tmp_path):
     hub = resumed.message_hub.get_scalar('train/loss')
     assert len(hub.data[0]) == 4  # the two logged losses of the first run came back with the resume
     assert any(not torch.equal(weights[k], v) for k, v in resumed.model.state_dict().items())
-    # and it continues exactly: weights, optimiser moments, lr schedule and logged losses of an uninterrupted run
+    # and it continues exactly: weights, optimiser moments, lr and logged losses of an uninterrupted run
     torch.manual_seed(0)
     straight = _runner(tmp_path / 'straight', max_iters=4, resume=False)
     straight.train()

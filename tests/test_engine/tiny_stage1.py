@@ -110,7 +110,8 @@ class StepProbeHook(Hook):
 
     def __init__(self, probe_index: int = 0, save_states: bool = False):
         self.probe_index = probe_index
-        self.save_states = save_states  # also ``states_rank{r}.pth``: ViTs and projector before training and after each iter
+        # also ``states_rank{r}.pth``: ViTs and projector before training and after each iter
+        self.save_states = save_states
         self.states = []
 
     def _path(self, runner, suffix):

@@ -269,8 +269,8 @@ def test_eval_tool(trained, synth_dir, tmp_path, capsys):
     data = dict(ann_file='annotations/val.jsonl', data_root=synth_dir, data_prefix=dict(img_path='images/'))
     model, tokenizer = load_stage2(trained['config'], trained['checkpoint'])
     assert evaluate_stage2(model, tokenizer, data, max_new_tokens=8, max_images=2) == metrics
-    # an independent reference: every saved answer is what the model says to that one question about that image
-    # alone, and the metrics follow from the saved rows by the formulas (IoU by hand, ROUGE-L per row)
+    # an independent reference: every saved answer is what the model says to that one question about that
+    # image alone, and the metrics follow from the saved rows by the formulas (IoU by hand, ROUGE-L per row)
     from granvit_mm.core.image_input import to_model_input
     from granvit_mm.evaluation.metrics.rouge import rouge_l
     from granvit_mm.xtuner.llava_model import greedy_answers

@@ -56,14 +56,17 @@ def test_loss_sees_every_patch_and_trains_projector_and_llm(tiny_llm_dir, encode
         for i, (row, lab) in enumerate(zip(ids, labels)):
             k = int((row == IMAGE_TOKEN_INDEX).nonzero())
             rows.append(torch.cat([embed(row[:k]), visual[i], embed(row[k + 1:])]))
-            row_labels.append(torch.cat([lab[:k], torch.full((visual.shape[1], ), IGNORE_INDEX), lab[k + 1:]]))
+            image_labels = torch.full((visual.shape[1], ), IGNORE_INDEX)
+            row_labels.append(torch.cat([lab[:k], image_labels, lab[k + 1:]]))
         logits = model.llm(inputs_embeds=torch.stack(rows)).logits
         targets = torch.stack(row_labels)[:, 1:].flatten()
-        expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets, ignore_index=IGNORE_INDEX)
+        expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets,
+                                                     ignore_index=IGNORE_INDEX)
         torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
         swapped = dict(input_ids=ids, labels=labels, attention_mask=torch.ones_like(ids, dtype=torch.bool),
                        pixel_values=data_pixels.flip(0))
-        assert abs(float(model(swapped, mode='loss')['loss']) - float(expected)) > 1e-4  # each row sees its image
+        other = float(model(swapped, mode='loss')['loss'])
+        assert abs(other - float(expected)) > 1e-4  # each row sees its own image
 
 
 def test_greedy_answers_batch_equals_one_by_one(tiny_llm_dir, encoder_dir):

@@ -177,7 +177,8 @@ def test_predict_answers_each_image_on_its_own_sample(llm_dir):
     """Teeth: two different images and prompts in one batch get the answers each gets alone, on its own sample
     (a batch whose answers were swapped, or all taken from the first image, fails)."""
     torch.manual_seed(0)
-    model = MODELS.build(_cfg(llm_dir, head=dict(type='RegionARHead', llm_path=llm_dir, max_new_tokens=4))).eval()
+    head = dict(type='RegionARHead', llm_path=llm_dir, max_new_tokens=4)
+    model = MODELS.build(_cfg(llm_dir, head=head)).eval()
     g = torch.Generator().manual_seed(0)
     for p in model.head.llm.parameters():  # a tiny LM whose greedy answers depend on its input
         if p.dim() >= 2:

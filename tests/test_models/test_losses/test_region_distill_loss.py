@@ -111,7 +111,7 @@ def _regions(seed):
 
 
 def test_layernorm_mse_is_the_formula():
-    """Teeth: the configs' path (feature_norm='layernorm') is MSE of channel-LayerNormed grids, not raw MSE."""
+    """Teeth: the configs' path (feature_norm='layernorm') is MSE of channel-LayerNormed grids, not raw."""
     student, target = _regions(0)
     loss = RegionDistillLoss(feature_norm='layernorm')
     expected = ((_plain_layernorm(student) - _plain_layernorm(target)) ** 2).mean()
@@ -120,7 +120,8 @@ def test_layernorm_mse_is_the_formula():
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
     assert abs(float(raw) - float(expected)) > 1.0  # a fallback to raw MSE could not pass
     # blind to each position's feature scale and offset on either side
-    torch.testing.assert_close(loss.mse(3.0 * student + 7.0, 0.5 * target - 2.0), expected, atol=1e-5, rtol=1e-4)
+    rescaled = loss.mse(3.0 * student + 7.0, 0.5 * target - 2.0)
+    torch.testing.assert_close(rescaled, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_raw_mse_is_the_formula():
@@ -128,7 +129,8 @@ def test_raw_mse_is_the_formula():
     student, target = _regions(1)
     loss = RegionDistillLoss()
     assert loss.feature_norm is None
-    torch.testing.assert_close(loss.mse(student, target), ((student - target) ** 2).mean(), atol=1e-6, rtol=1e-6)
+    expected = ((student - target) ** 2).mean()
+    torch.testing.assert_close(loss.mse(student, target), expected, atol=1e-6, rtol=1e-6)
     assert float(loss.mse(3.0 * student, target)) > 2 * float(loss.mse(student, target))
 
 
@@ -183,7 +185,8 @@ def test_crop_downscaled_4x_averages_every_pixel():
     img = torch.randn(1, 3, 32, 32)
     crops = RegionDistillLoss(crop_size=8).crops(img, torch.tensor([[0., 0., 0., 32., 32.]]))
     torch.testing.assert_close(crops, F.avg_pool2d(img, 4), atol=1e-5, rtol=1e-5)
-    half = RegionDistillLoss(crop_size=8).crops(img.to(torch.bfloat16), torch.tensor([[0., 0., 0., 32., 32.]]))
+    whole = torch.tensor([[0., 0., 0., 32., 32.]])
+    half = RegionDistillLoss(crop_size=8).crops(img.to(torch.bfloat16), whole)
     assert half.dtype == torch.bfloat16  # crops come back in the images' dtype
 
 
