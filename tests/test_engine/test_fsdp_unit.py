@@ -81,3 +81,16 @@ def test_cpu_wrap_sets_the_device_and_syncs_states_itself(one_process_group):
     with FSDP.summon_full_params(wrapped):
         for k, v in wrapped.module.state_dict().items():
             assert torch.equal(v, before[k.replace('_fsdp_wrapped_module.', '')]), k
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
+def test_default_wrapper_and_a_given_device_are_kept(one_process_group):
+    """No model_wrapper: MMEngine's MMFullyShardedDataParallel; a device_id the config gives is not replaced;
+    no ``sync_module_states`` asked for, none needed."""
+    from mmengine.model import MMFullyShardedDataParallel
+    wrapped = GranViTFSDPStrategy()._wrap_model(nn.Sequential(nn.Linear(2, 2)))
+    assert isinstance(wrapped, MMFullyShardedDataParallel)
+    device = torch.device('cpu')
+    strategy = GranViTFSDPStrategy(model_wrapper=dict(type='MMFullyShardedDataParallel', device_id=device))
+    strategy._wrap_model(nn.Sequential(nn.Linear(2, 2)))
+    assert strategy.model_wrapper['device_id'] is device
