@@ -58,7 +58,7 @@ DESELECT = ['tests/test_engine/test_kill_resume.py',
 COPIED = ['configs', 'tools', 'projects']  # what the tests read from the repository besides the package
 
 
-def setup_project(group: str) -> str:
+def setup_project(group: str, debug: bool = False) -> str:
     """``work_dirs/mutation/<group>/``: links to the sources, a setup.cfg with the pytest and mutmut parts."""
     mutate, tests = GROUPS[group]
     work = osp.join(ROOT, 'work_dirs', 'mutation', group)
@@ -81,6 +81,7 @@ def setup_project(group: str) -> str:
         'pytest_add_cli_args': '\n' + '\n'.join(f'--deselect={d}' for d in DESELECT),
         'process_isolation': 'forkserver',
         'use_git_change_detection': 'false',
+        'debug': str(debug).lower(),
     }
     with open(osp.join(work, 'setup.cfg'), 'w') as f:
         out.write(f)
@@ -121,8 +122,9 @@ def main(argv=None):
     parser.add_argument('--survivors', action='store_true',
                         help='re-run only the mutants that survived last time')
     parser.add_argument('--fresh', action='store_true', help='forget cached results of this group')
+    parser.add_argument('--debug', action='store_true', help="show pytest's output (mutmut's debug)")
     args = parser.parse_args(argv)
-    work = setup_project(args.group)
+    work = setup_project(args.group, args.debug)
     if args.fresh:
         shutil.rmtree(osp.join(work, 'mutants'), ignore_errors=True)
     mutants = list(args.mutants)
