@@ -1,3 +1,5 @@
+import uuid
+
 import numpy as np
 import pytest
 import torch
@@ -55,7 +57,9 @@ def _runner(work_dir, max_iters, resume):
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[dict(type='granvit.WeightsOnlyCheckpointHook')],
-        resume=resume, default_scope='granvit')
+        resume=resume, default_scope='granvit',
+        # a name of its own: Runners built within one second would share MMEngine's MessageHub (and its losses)
+        experiment_name=f'toy_{uuid.uuid4().hex}')
 
 
 def test_runner_checkpoints_load_safely_and_resume(tmp_path):
