@@ -113,3 +113,37 @@ def test_same_iteration_newer_file_wins(tmp_path):
     newer = _save(tmp_path / 'epoch_5.pth')
     os.utime(older, (1, 1))
     assert latest_checkpoint(str(tmp_path)) == newer
+
+
+def test_alive_only_asks(monkeypatch):
+    """Signal 0: a liveness check that sends nothing (a real signal would end the process it asks about)."""
+    import subprocess
+    child = subprocess.Popen(['sleep', '30'])
+    try:
+        assert cio._alive(str(child.pid))
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
+
+    def not_mine(pid, sig):
+        raise PermissionError(errno.EPERM, 'Operation not permitted')
+
+    monkeypatch.setattr(os, 'kill', not_mine)
+    assert cio._alive('1')  # another user's process is alive
+
+
+def test_save_error_without_strerror_and_several_kept(tmp_path):
+    msg = cio._save_error('x.pth', OSError('disk went away'), str(tmp_path), ['/w/iter_1.pth', '/w/iter_2.pth'])
+    assert 'x.pth: disk went away (errno None)' in msg and '(kept: iter_1.pth, iter_2.pth)' in msg
+
+
+def test_restore_never_overwrites_a_file_written_since(tmp_path, monkeypatch):
+    backend = AtomicLocalBackend()
+    _save(tmp_path / 'iter_1.pth', 1.0)
+    backend.remove(str(tmp_path / 'iter_1.pth'))
+    _save(tmp_path / 'iter_1.pth', 2.0)  # written again by someone else meanwhile
+    monkeypatch.setattr(os, 'replace', lambda src, dst: (_ for _ in ()).throw(OSError(errno.EIO, 'I/O error')))
+    with pytest.raises(CheckpointSaveError):
+        backend.put(b'y', tmp_path / 'iter_2.pth')
+    assert float(torch.load(tmp_path / 'iter_1.pth', weights_only=True)['state_dict']['w']) == 2.0
