@@ -121,7 +121,8 @@ def test_alive_only_asks(monkeypatch):
     child = subprocess.Popen(['sleep', '30'])
     try:
         assert cio._alive(str(child.pid))
-        assert child.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)  # still running
     finally:
         child.kill()
         child.wait()
@@ -134,7 +135,8 @@ def test_alive_only_asks(monkeypatch):
 
 
 def test_save_error_without_strerror_and_several_kept(tmp_path):
-    msg = cio._save_error('x.pth', OSError('disk went away'), str(tmp_path), ['/w/iter_1.pth', '/w/iter_2.pth'])
+    kept = ['/w/iter_1.pth', '/w/iter_2.pth']
+    msg = cio._save_error('x.pth', OSError('disk went away'), str(tmp_path), kept)
     assert 'x.pth: disk went away (errno None)' in msg and '(kept: iter_1.pth, iter_2.pth)' in msg
 
 
@@ -143,7 +145,11 @@ def test_restore_never_overwrites_a_file_written_since(tmp_path, monkeypatch):
     _save(tmp_path / 'iter_1.pth', 1.0)
     backend.remove(str(tmp_path / 'iter_1.pth'))
     _save(tmp_path / 'iter_1.pth', 2.0)  # written again by someone else meanwhile
-    monkeypatch.setattr(os, 'replace', lambda src, dst: (_ for _ in ()).throw(OSError(errno.EIO, 'I/O error')))
+
+    def broken(src, dst):
+        raise OSError(errno.EIO, 'I/O error')
+
+    monkeypatch.setattr(os, 'replace', broken)
     with pytest.raises(CheckpointSaveError):
         backend.put(b'y', tmp_path / 'iter_2.pth')
     assert float(torch.load(tmp_path / 'iter_1.pth', weights_only=True)['state_dict']['w']) == 2.0
