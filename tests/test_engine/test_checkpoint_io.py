@@ -6,6 +6,7 @@ import os.path as osp
 import pytest
 import torch
 
+from granvit_mm.core.checkpoint_reader import checkpoint_iteration
 from granvit_mm.engine import checkpoint_io as cio
 from granvit_mm.engine.checkpoint_io import (AtomicLocalBackend, CheckpointSaveError, is_loadable,
                                              latest_checkpoint)
@@ -100,12 +101,14 @@ def test_latest_checkpoint_order_and_pointer(tmp_path):
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_2.pth')  # the pointer wins when it loads
     pointer.write_text(str(tmp_path / 'iter_11.pth'))
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
-    (tmp_path / 'ds_ckpt').mkdir()  # DeepSpeed: a folder
+    (tmp_path / 'ds_ckpt').mkdir()  # DeepSpeed: a folder, taken only once its model states are in it
     pointer.write_text(str(tmp_path / 'ds_ckpt'))
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+    (tmp_path / 'ds_ckpt' / 'mp_rank_00_model_states.pt').write_bytes(b'')
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'ds_ckpt')
     pointer.write_text('')
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
-    assert cio._iteration('a/iter_12.pth') == 12 and cio._iteration('a/latest.pth') == -1
+    assert checkpoint_iteration('a/iter_12.pth') == 12 and checkpoint_iteration('a/latest.pth') == -1
 
 
 def test_same_iteration_newer_file_wins(tmp_path):
