@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The tiny training run uses both cores (about 0.27 s an iteration measured with 2 threads).
 DEMO_THREADS ?= 2
 
-.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain lmms-eval-env tf5-env eval-demo lint
+.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain lmms-eval-env tf5-env eval-demo lint dev-deps
 
 setup:
 	bash tools/setup_env.sh
@@ -42,6 +42,10 @@ toy-chain: tiny-llm
 # Optional: Gradio + selenium for the web demo and its browser test (requirements/demo.txt).
 demo-deps: setup
 	$(PY) -m pip install -q -r requirements/demo.txt -c requirements/constraints.txt
+
+# Optional: mutmut for mutation testing by hand (requirements/dev.txt, docs/testing.md); not part of CI.
+dev-deps: setup
+	$(PY) -m pip install -q -r requirements/dev.txt -c requirements/constraints.txt
 
 # Web demo on the tiny checkpoint that `make demo` trains: http://127.0.0.1:7860
 web-demo: demo-deps

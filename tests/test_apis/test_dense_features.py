@@ -27,6 +27,36 @@ def test_stage1_checkpoint_with_config_matches_the_inferencer(stage1, inferencer
     assert big(img)[0].featmap.shape == (64, 12, 12)  # any input size: position table resized
 
 
+def test_stage1_maps_are_the_training_models_tokens(stage1, tmp_path):
+    """Teeth: the extractor's student and teacher maps against the stage-1 model itself (built from the
+    config, loaded with the checkpoint), on the training pre-processing; a teacher unlike the student tells
+    them apart."""
+    from mmengine.config import Config
+
+    from granvit_mm.registry import MODELS
+    state = dict(stage1['state_dict'])
+    g = torch.Generator().manual_seed(0)
+    for k in [k for k in state if k.startswith('teacher.module.') and state[k].is_floating_point()]:
+        state[k] = state[k] + 0.05 * torch.randn(state[k].shape, generator=g)
+    ckpt = str(tmp_path / 'iter_2.pth')
+    torch.save(dict(meta=dict(iter=2), state_dict=state), ckpt)
+    cfg = Config.fromfile(stage1['config'])
+    cfg.model.head.llm_path = stage1['llm_path']
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model).eval()
+    model.load_state_dict(state)
+    img = wide_image(120, 90)
+    x = torch.from_numpy(to_model_input(img, 64)[0])[None]
+    with torch.no_grad():
+        tokens = model(x, mode='tensor')[0]  # the visual tokens the projector reads, as a (C, h, w) map
+        teacher_tokens = model.teacher.module(x)[-1][0]
+    student = DenseFeatureExtractor(ckpt, config=stage1['config'])(img)[0].featmap
+    teacher = DenseFeatureExtractor(ckpt, config=stage1['config'], prefix='teacher.module.')(img)[0].featmap
+    torch.testing.assert_close(student, tokens, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(teacher, teacher_tokens, rtol=1e-5, atol=1e-5)
+    assert float((student - teacher).abs().max()) > 1e-2
+
+
 def test_needs_an_architecture(stage1):
     with pytest.raises(ValueError, match='cannot tell the ViT architecture'):
         DenseFeatureExtractor(stage1['checkpoint'])

@@ -22,6 +22,28 @@ def test_equals_stage1_pipeline_and_preprocessor():
     assert abs(float(x[:, -1].mean())) < 0.01 and PIXEL_MEAN[0] == 127.5
 
 
+def _by_hand(img, size):
+    """The documented steps written out: pad right/bottom with 127 to a square, resize (area when shrinking,
+    cubic when enlarging), map uint8 [0, 255] to [-1, 1] (SigLIP's mean = std = 0.5), HWC -> CHW."""
+    import cv2
+    h, w = img.shape[:2]
+    side = max(h, w)
+    square = np.pad(img, ((0, side - h), (0, side - w), (0, 0)), constant_values=127)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    resized = cv2.resize(square, (size, size), interpolation=interpolation)
+    return (resized.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize('shape, size', [((37, 90, 3), 64), ((30, 20, 3), 64), ((48, 48, 3), 32)])
+def test_equals_the_documented_steps_by_hand(shape, size):
+    """Teeth: the contract against an independent writing of it (pad side, pad colour, resize, constants)."""
+    img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    x, geom = to_model_input(img, size)
+    assert x.shape == (3, size, size) and x.dtype == np.float32
+    np.testing.assert_allclose(x, _by_hand(img, size), rtol=0, atol=1e-6)
+    assert geom.scale == size / max(shape[:2])
+
+
 @pytest.mark.parametrize('bad', [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8),
                                  np.zeros((8, 8, 3), np.float32)])
 def test_rejects_non_rgb_uint8(bad):

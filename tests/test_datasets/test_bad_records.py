@@ -60,16 +60,46 @@ def test_raise_names_shard_line_and_field(mixed):
             assert err.field == 'image'
 
 
-def test_skip_counts_per_reason_and_resamples(mixed, caplog):
-    root, _, reasons = mixed
+class _Lines(logging.Handler):
+    """The messages of MMEngine's current logger (it does not propagate to pytest's caplog)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_skip_counts_per_reason_and_resamples(mixed):
+    from mmengine.logging import MMLogger
+    root, path, reasons = mixed
     ds = build(root, skip_log=dict(verbose_first=3, summary_every=5))
     assert ds.on_bad_record == 'skip'  # the training default
-    with caplog.at_level(logging.WARNING):
+    logger, seen = MMLogger.get_current_instance(), _Lines()
+    logger.addHandler(seen)
+    try:
         items = [ds[i] for i in range(len(ds))]
+    finally:
+        logger.removeHandler(seen)
     assert all(it['data_samples'].img_path.endswith('good.png') for it in items)
     counts = ds.skips.as_dict()['records']
     assert sum(counts.values()) >= len(reasons)
     assert set(reasons) <= set(counts)
+    # the log: the first 3 skips in full (shard:line and why), then a per-reason summary at 3 and every 5
+    total = sum(counts.values())
+    full = [line for line in seen.lines if ': skipped (' in line]
+    assert [line.split(': skipped (')[1].split(')')[0] for line in full] == ['1', '2', '3']
+    assert full[0].startswith('GranDataset: skipped (1): ') and f'{path}:2:' in full[0]  # the first bad line
+    logged = [line.rsplit('[', 1)[1].rstrip(']') for line in full]  # each names its shard:line and reason
+    assert logged[0] == reasons[0] and set(logged) <= set(reasons)
+    assert all(f'{path}:' in line for line in full)
+    summaries = [line for line in seen.lines if 'bad records skipped in this process so far' in line]
+    assert [int(line.split(': ')[1].split(' ')[0]) for line in summaries] == \
+        [3] + [n for n in range(5, total + 1, 5)]
+    assert len(seen.lines) == len(full) + len(summaries)
+    for reason in logged:
+        assert f'{reason}=' in summaries[0]
 
 
 def test_resample_is_deterministic(mixed):

@@ -166,9 +166,12 @@ DS_CFG = osp.join(ROOT, 'configs', 'granvit_pretrain_deepspeed.py')
 STATES_PROBE = PROBE.replace("dict(type='StepProbeHook')", "dict(type='StepProbeHook', save_states=True)")
 
 
-def _strategy_run(assets, name, paper_cfg, steps, nproc=2, optim_wrapper=None, load_from=None,
+def _strategy_run(assets, name, paper_cfg, steps, nproc=2, optim_wrapper=None, load_from=None, init_from=None,
                   **strategy_updates):
-    """The variant's strategy on the tiny model, ``steps`` steps through tools/dist_train.sh."""
+    """The variant's strategy on the tiny model, ``steps`` steps through tools/dist_train.sh.
+
+    ``init_from``: a plain state dict the model starts from through its ``init_cfg`` (DeepSpeed's
+    ``load_from`` reads only DeepSpeed checkpoint directories)."""
     root, data_root, llm_dir = assets
     strategy = Config.fromfile(paper_cfg).strategy.to_dict()
     strategy.update(strategy_updates)
@@ -177,6 +180,8 @@ def _strategy_run(assets, name, paper_cfg, steps, nproc=2, optim_wrapper=None, l
         extra += f'optim_wrapper = dict(_delete_=True, **{optim_wrapper!r})\n'
     if load_from:
         extra += f'load_from = {load_from!r}\n'
+    if init_from:
+        extra += f"model['init_cfg'] = dict(type='Pretrained', checkpoint={init_from!r})\n"
     cfg = write_config(osp.join(root, f'{name}.py'), data_root, llm_dir, batch_size=B, max_iters=steps,
                        extra=extra)
     work = osp.join(root, name)
@@ -260,6 +265,58 @@ def test_fsdp_variant_trains_like_ddp_and_moves_the_teacher(assets, runs):
         torch.testing.assert_close(fsdp[key], ddp[key], rtol=1e-3, atol=1e-4, msg=key)
 
 
+# Teeth for the strategies' gradient handling: plain SGD (an update proportional to the gradient; Adam would
+# divide most of a scaling mistake away) behind a gradient-norm clip that binds at every step. Every step's
+# update is then exactly ``-lr * max_norm * g / |g|`` with the GLOBAL gradient norm, so a strategy that
+# clipped each shard by its own norm, scaled or averaged gradients differently, or skipped the clip, moves the
+# weights elsewhere.
+CLIP_STEPS, CLIP_LR, CLIP_NORM = 2, 10.0, 0.05
+SGD = dict(type='SGD', lr=CLIP_LR)
+
+
+def _updates(work, steps):
+    """Per step, the update of the trainable weights (student ViT and projector) on rank 0."""
+    states = torch.load(osp.join(work, 'probe_rank0_states.pth'), weights_only=True)
+    assert len(states) == 1 + steps
+    keys = [k for k in states[0]
+            if k.startswith(('backbone.', 'projector.')) and states[0][k].is_floating_point()]
+    assert any(k.startswith('projector.') for k in keys)
+    return [torch.cat([(states[s][k] - states[s - 1][k]).flatten() for k in keys])
+            for s in range(1, steps + 1)]
+
+
+@pytest.fixture(scope='module')
+def ddp_clipped(assets):
+    """The reference: DDP (2 processes), SGD, clipped by the global norm, from the shared start."""
+    root, data_root, llm_dir = assets
+    init = initial_checkpoint(root, data_root, llm_dir)
+    optim = dict(type='OptimWrapper', optimizer=SGD, clip_grad=dict(max_norm=CLIP_NORM))
+    extra = STATES_PROBE + f'load_from = {init!r}\noptim_wrapper = dict(_delete_=True, **{optim!r})\n'
+    cfg = write_config(osp.join(root, 'ddp_clip.py'), data_root, llm_dir, batch_size=B, max_iters=CLIP_STEPS,
+                       extra=extra)
+    proc = run_tool([cfg, '--work-dir', osp.join(root, 'ddp_clip')], nproc=2)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    updates = _updates(osp.join(root, 'ddp_clip'), CLIP_STEPS)
+    for step in updates:  # the clip binds: every step moves the weights by exactly lr * max_norm
+        assert float(step.norm()) == pytest.approx(CLIP_LR * CLIP_NORM, rel=1e-3)
+    return updates
+
+
+def assert_same_updates(updates, reference):
+    for step, (mine, ref) in enumerate(zip(updates, reference)):
+        assert float((mine - ref).norm() / ref.norm()) < 1e-3, step
+
+
+@pytest.mark.slow
+def test_fsdp_clips_by_the_global_norm_like_ddp(assets, ddp_clipped):
+    """FSDP's clipping runs over all shards (GranViTFSDPStrategy): the same SGD updates as DDP's."""
+    work = _strategy_run(assets, 'fsdp_clip', FSDP_CFG, steps=CLIP_STEPS,
+                         load_from=osp.join(assets[0], 'init.pth'),
+                         optim_wrapper=dict(type='OptimWrapper', optimizer=SGD,
+                                            clip_grad=dict(max_norm=CLIP_NORM)))
+    assert_same_updates(_updates(work, CLIP_STEPS), ddp_clipped)
+
+
 # DeepSpeed is optional (requirements/scale.txt). CI installs it with `pip --target` into a directory of its
 # own and names it here, so that only these runs see it (XTuner and transformers change paths when it is
 # importable).
@@ -267,14 +324,22 @@ DEEPSPEED_DIR = os.environ.get('GRANVIT_DEEPSPEED_DIR', '')
 HAS_DEEPSPEED = (importlib.util.find_spec('deepspeed') is not None
                  or osp.isdir(osp.join(DEEPSPEED_DIR, 'deepspeed')))
 
+needs_deepspeed = pytest.mark.skipif(not HAS_DEEPSPEED, reason='DeepSpeed is not installed (optional: '
+                                     'requirements/scale.txt, or GRANVIT_DEEPSPEED_DIR=<pip --target dir>; '
+                                     'docs/distributed.md)')
 
-@pytest.mark.skipif(not HAS_DEEPSPEED, reason='DeepSpeed is not installed (optional: requirements/scale.txt, '
-                    'or GRANVIT_DEEPSPEED_DIR=<pip --target dir>; docs/distributed.md)')
-def test_deepspeed_variant_moves_the_teacher_every_step(assets, monkeypatch):
-    """2 CPU processes with DeepSpeed ZeRO-2 (fp32 on CPU): the teacher follows each DeepSpeed step."""
+
+def _see_deepspeed(monkeypatch):
+    """The training subprocesses import DeepSpeed from GRANVIT_DEEPSPEED_DIR when it is set."""
     if DEEPSPEED_DIR:
         paths = (DEEPSPEED_DIR, os.environ.get('PYTHONPATH'))
         monkeypatch.setenv('PYTHONPATH', os.pathsep.join(p for p in paths if p))
+
+
+@needs_deepspeed
+def test_deepspeed_variant_moves_the_teacher_every_step(assets, monkeypatch):
+    """2 CPU processes with DeepSpeed ZeRO-2 (fp32 on CPU): the teacher follows each DeepSpeed step."""
+    _see_deepspeed(monkeypatch)
     work = _strategy_run(assets, 'deepspeed', DS_CFG, steps=3, bf16=dict(enabled=torch.cuda.is_available()),
                          optim_wrapper=dict(type='granvit.DeepSpeedTeacherOptimWrapper',
                                             optimizer=dict(type='AdamW', lr=1e-3)))
@@ -285,3 +350,15 @@ def test_deepspeed_variant_moves_the_teacher_every_step(assets, monkeypatch):
     # the final checkpoint, a folder every rank wrote into, reached its name only once complete
     assert latest_checkpoint(work) == osp.join(work, 'iter_3.pth') and osp.isdir(latest_checkpoint(work))
     assert not [f for f in os.listdir(work) if 'granvit-tmp' in f]
+
+
+@pytest.mark.slow
+@needs_deepspeed
+def test_deepspeed_clips_and_averages_like_ddp(assets, ddp_clipped, monkeypatch):
+    """DeepSpeed ZeRO-2 (fp32 on CPU) with its gradient_clipping: the same SGD updates as DDP's."""
+    _see_deepspeed(monkeypatch)
+    work = _strategy_run(assets, 'deepspeed_clip', DS_CFG, steps=CLIP_STEPS, bf16=dict(enabled=False),
+                         gradient_clipping=CLIP_NORM, config=dict(zero_allow_untested_optimizer=True),
+                         init_from=osp.join(assets[0], 'init.pth'),
+                         optim_wrapper=dict(type='granvit.DeepSpeedTeacherOptimWrapper', optimizer=SGD))
+    assert_same_updates(_updates(work, CLIP_STEPS), ddp_clipped)

@@ -1,3 +1,5 @@
+import uuid
+
 import numpy as np
 import pytest
 import torch
@@ -55,10 +57,13 @@ def _runner(work_dir, max_iters, resume):
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[dict(type='granvit.WeightsOnlyCheckpointHook')],
-        resume=resume, default_scope='granvit')
+        resume=resume, default_scope='granvit',
+        # a name of its own: Runners built within one second would share MMEngine's MessageHub (and its losses)
+        experiment_name=f'toy_{uuid.uuid4().hex}')
 
 
 def test_runner_checkpoints_load_safely_and_resume(tmp_path):
+    torch.manual_seed(0)
     runner = _runner(tmp_path, max_iters=2, resume=False)
     runner.train()
     ckpt = tmp_path / 'iter_2.pth'
@@ -74,3 +79,15 @@ def test_runner_checkpoints_load_safely_and_resume(tmp_path):
     hub = resumed.message_hub.get_scalar('train/loss')
     assert len(hub.data[0]) == 4  # the two logged losses of the first run came back with the resume
     assert any(not torch.equal(weights[k], v) for k, v in resumed.model.state_dict().items())
+    # and it continues exactly: weights, optimiser moments, lr and logged losses of an uninterrupted run
+    torch.manual_seed(0)
+    straight = _runner(tmp_path / 'straight', max_iters=4, resume=False)
+    straight.train()
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
+    mine, ref = resumed.optim_wrapper.optimizer, straight.optim_wrapper.optimizer
+    assert mine.param_groups[0]['lr'] == ref.param_groups[0]['lr'] == pytest.approx(0.01)
+    for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
+        for key in ('exp_avg', 'exp_avg_sq', 'step'):
+            assert torch.equal(mine.state[p][key], ref.state[q][key]), key
+    np.testing.assert_array_equal(hub.data[0], straight.message_hub.get_scalar('train/loss').data[0])

@@ -110,7 +110,7 @@ class StepProbeHook(Hook):
 
     def __init__(self, probe_index: int = 0, save_states: bool = False):
         self.probe_index = probe_index
-        # also ``states_rank{r}.pth``: the ViTs before training and after each iter
+        # also ``states_rank{r}.pth``: ViTs and projector before training and after each iter
         self.save_states = save_states
         self.states = []
 
@@ -121,7 +121,7 @@ class StepProbeHook(Hook):
         if self.save_states:
             state = full_state_dict(runner.model)
             self.states.append({k: v.detach().clone() for k, v in state.items()
-                                if k.startswith(('backbone.', 'teacher.'))})
+                                if k.startswith(('backbone.', 'projector.', 'teacher.'))})
 
     def before_train(self, runner):
         self._snapshot(runner)

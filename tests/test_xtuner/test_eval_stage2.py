@@ -96,6 +96,48 @@ def test_hand_checked_partial_answers(one_image, tokenizer):
     assert lines[0].startswith('Caption2Bbox  Acc@IoU0.5   0.00  mIoU   0.00  (2 questions')
 
 
+def test_each_image_is_asked_its_own_questions(tmp_path, tokenizer):
+    """Teeth: two images, two records: every question goes with its own image's pixels and its answers land on
+    its own sample (asking every question about image 0 fails)."""
+    Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(tmp_path / 'a.png')
+    Image.fromarray(np.full((H, W, 3), 220, np.uint8)).save(tmp_path / 'b.png')
+    other = dict(RECORD, image='b.png', regions=[dict(bbox=[0, 0, 10, 10], caption='a green star')])
+    _write(tmp_path, [RECORD, other])
+    ds = build_eval_dataset(tokenizer, 'val.jsonl', data_root=str(tmp_path), image_size=16)
+    asked = []
+
+    def brightness(pixel_values, questions):  # answers name the image they were asked about
+        asked.append((round(float(pixel_values.mean()), 3), list(questions)))
+        return [f'{asked[-1][0]} {q}' for q in questions]
+
+    samples = predict(ds, brightness)
+    assert [s['img_path'].rsplit('/', 1)[-1] for s in samples] == ['a.png', 'b.png']
+    (dark, dark_qs), (bright, bright_qs) = asked
+    assert dark < bright
+    assert any('a red square' in q for q in dark_qs) and any('a blue circle' in q for q in dark_qs)
+    assert any('a green star' in q for q in bright_qs) and not any('a green star' in q for q in dark_qs)
+    assert not any('a red square' in q for q in bright_qs)
+    assert samples[0]['pred_texts'] == [f'{dark} {t["question"]}' for t in samples[0]['tasks']]
+    assert samples[1]['pred_texts'] == [f'{bright} {t["question"]}' for t in samples[1]['tasks']]
+    assert len(samples[0]['tasks']) == 4 and len(samples[1]['tasks']) == 2
+
+
+def test_progress_bar_counts_the_images(one_image, tokenizer, monkeypatch):
+    from granvit_mm.xtuner import stage2_eval
+    ticks = []
+
+    class Bar:
+        def update(self):
+            ticks.append(1)
+
+    monkeypatch.setattr(stage2_eval, '_progress', lambda n: ticks.append(('total', n)) or Bar())
+    ds = build_eval_dataset(tokenizer, 'val.jsonl', data_root=one_image, image_size=16)
+    predict(ds, _oracle(ds), progress=True)
+    assert ticks == [('total', 1), 1]
+    predict(ds, _oracle(ds))  # no bar unless asked
+    assert len(ticks) == 2
+
+
 def test_refcoco_gran_files(tmp_path, tokenizer):
     """A RefCOCO file from the converter: every expression is a question, repeated expressions included."""
     from granvit_mm.datasets.converters import convert_refcoco, write_records
@@ -207,6 +249,13 @@ def test_pickled_checkpoints_need_trust(tmp_path):
 def test_eval_tool(trained, synth_dir, tmp_path, capsys):
     tool = load_tool('tools/analysis_tools/eval_stage2.py')
     out = str(tmp_path / 'eval.json')
+    # an LLM whose greedy answers depend on the image, so that an answer about the wrong image shows
+    state = torch.load(trained['checkpoint'], weights_only=True)['state_dict']
+    g = torch.Generator().manual_seed(0)
+    for k in [k for k in state if k.startswith('llm.') and state[k].dim() >= 2]:
+        state[k] = torch.randn(state[k].shape, generator=g) * 0.3
+    trained = dict(trained, checkpoint=str(tmp_path / 'iter_20.pth'))
+    torch.save(dict(state_dict=state), trained['checkpoint'])
     metrics = tool.main([trained['config'], trained['checkpoint'], '--max-images', '2', '--max-new-tokens',
                          '8', '--device', 'cpu', '--out', out])
     printed = capsys.readouterr().out
@@ -220,3 +269,35 @@ def test_eval_tool(trained, synth_dir, tmp_path, capsys):
     data = dict(ann_file='annotations/val.jsonl', data_root=synth_dir, data_prefix=dict(img_path='images/'))
     model, tokenizer = load_stage2(trained['config'], trained['checkpoint'])
     assert evaluate_stage2(model, tokenizer, data, max_new_tokens=8, max_images=2) == metrics
+    # an independent reference: every saved answer is what the model says to that one question about that
+    # image alone, and the metrics follow from the saved rows by the formulas (IoU by hand, ROUGE-L per row)
+    from granvit_mm.core.image_input import to_model_input
+    from granvit_mm.evaluation.metrics.rouge import rouge_l
+    from granvit_mm.xtuner.llava_model import greedy_answers
+    assert len({p['image'] for p in preds}) == 2
+    for p in preds:
+        pixels = torch.from_numpy(to_model_input(np.asarray(Image.open(p['image']).convert('RGB')), 64)[0])
+        assert greedy_answers(model, tokenizer, pixels[None], [[p['question']]], max_new_tokens=8) == \
+            [[p['prediction']]], p
+
+    def iou(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / union if union > 0 else 0.0
+
+    def as_box(text):
+        try:
+            box = json.loads(text)
+            return [float(v) for v in box] if len(box) == 4 else None
+        except (ValueError, TypeError):
+            return None
+
+    grounding = [p for p in preds if p['task'] == 'caption2bbox']
+    ious = [iou(as_box(p['prediction']), as_box(p['answer'])) if as_box(p['prediction']) else 0.0
+            for p in grounding]
+    assert metrics['caption2bbox/acc_iou0.5'] == pytest.approx(100 * sum(v >= 0.5 for v in ious) / len(ious))
+    assert metrics['caption2bbox/miou'] == pytest.approx(100 * sum(ious) / len(ious), abs=1e-4)
+    captions = [p for p in preds if p['task'] == 'bbox2caption']
+    assert metrics['bbox2caption/rouge_l'] == pytest.approx(
+        100 * sum(rouge_l(p['prediction'], p['answer']) for p in captions) / len(captions))

@@ -172,3 +172,29 @@ def test_xtuner_convert_pth_to_hf_gives_our_export(tiny_llm_dir, encoder_dir, tm
     trained = {k: v for k, v in model.state_dict().items() if k.startswith('projector.')}
     assert torch.equal(want['model.safetensors']['multi_modal_projector.linear_1.weight'],
                        trained['projector.model.0.weight'])
+
+
+def test_image_token_is_one_special_unnormalised_token(tiny_llm_dir):
+    """``<image>`` is added once, as a special token (answers decoded with skip_special_tokens never show it)
+    that the tokenizer finds inside text exactly as written."""
+    from transformers import AutoTokenizer
+
+    from granvit_mm.xtuner.hf_llava import add_image_token
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    image_id = add_image_token(tokenizer)
+    assert add_image_token(tokenizer) == image_id and tokenizer.convert_ids_to_tokens(image_id) == '<image>'
+    assert tokenizer.added_tokens_decoder[image_id].special
+    assert not tokenizer.added_tokens_decoder[image_id].normalized
+    ids = tokenizer('a <image>\nred', add_special_tokens=False)['input_ids']
+    assert ids.count(image_id) == 1
+    assert '<image>' not in tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def test_quantized_llm_is_refused():
+    from types import SimpleNamespace
+
+    from granvit_mm.xtuner.hf_llava import merged_llm
+    with pytest.raises(ValueError, match='quantized'):
+        merged_llm(SimpleNamespace(llm=SimpleNamespace(hf_quantizer=object())))
+    plain = SimpleNamespace(hf_quantizer=None)
+    assert merged_llm(SimpleNamespace(llm=plain)) is plain

@@ -38,8 +38,9 @@ def test_loss_sees_every_patch_and_trains_projector_and_llm(tiny_llm_dir, encode
                                         with_kwargs=True)
     ids = torch.tensor([[5, 6, IMAGE_TOKEN_INDEX, 7, 8, 9], [5, IMAGE_TOKEN_INDEX, 7, 8, 9, 10]])
     labels = torch.tensor([[IGNORE_INDEX] * 4 + [8, 9], [IGNORE_INDEX] * 3 + [8, 9, 10]])
+    data_pixels = _pixels(sample_images(2))
     data = dict(input_ids=ids, labels=labels, attention_mask=torch.ones_like(ids, dtype=torch.bool),
-                pixel_values=_pixels(sample_images(2)))
+                pixel_values=data_pixels)
     loss = model(data, mode='loss')['loss']
     assert torch.isfinite(loss)
     assert seen['embeds'].shape[1] == 5 + 64  # 5 text tokens + all (64 / 8)^2 patches (XTuner's drops one)
@@ -47,6 +48,26 @@ def test_loss_sees_every_patch_and_trains_projector_and_llm(tiny_llm_dir, encode
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
     assert model.llm.get_input_embeddings().weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.visual_encoder.parameters())
+    # the value: each row's image tokens spliced in at its <image>, scored as a causal LM would, by hand
+    with torch.no_grad():
+        hidden = model.visual_encoder(data_pixels, output_hidden_states=True).hidden_states[-1]  # every patch
+        visual = model.projector(hidden)
+        embed = model.llm.get_input_embeddings()
+        rows, row_labels = [], []
+        for i, (row, lab) in enumerate(zip(ids, labels)):
+            k = int((row == IMAGE_TOKEN_INDEX).nonzero())
+            rows.append(torch.cat([embed(row[:k]), visual[i], embed(row[k + 1:])]))
+            image_labels = torch.full((visual.shape[1], ), IGNORE_INDEX)
+            row_labels.append(torch.cat([lab[:k], image_labels, lab[k + 1:]]))
+        logits = model.llm(inputs_embeds=torch.stack(rows)).logits
+        targets = torch.stack(row_labels)[:, 1:].flatten()
+        expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets,
+                                                     ignore_index=IGNORE_INDEX)
+        torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
+        swapped = dict(input_ids=ids, labels=labels, attention_mask=torch.ones_like(ids, dtype=torch.bool),
+                       pixel_values=data_pixels.flip(0))
+        other = float(model(swapped, mode='loss')['loss'])
+        assert abs(other - float(expected)) > 1e-4  # each row sees its own image
 
 
 def test_greedy_answers_batch_equals_one_by_one(tiny_llm_dir, encoder_dir):

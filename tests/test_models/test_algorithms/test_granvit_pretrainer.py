@@ -174,6 +174,30 @@ def test_predict_writes_pred_texts(llm_dir):
     assert [len(s.pred_texts) for s in out] == [2, 2]
 
 
+def test_predict_answers_each_image_on_its_own_sample(llm_dir):
+    """Teeth: two different images and prompts in one batch get the answers each gets alone, on its own sample
+    (a batch whose answers were swapped, or all taken from the first image, fails)."""
+    torch.manual_seed(0)
+    head = dict(type='RegionARHead', llm_path=llm_dir, max_new_tokens=4)
+    model = MODELS.build(_cfg(llm_dir, head=head)).eval()
+    g = torch.Generator().manual_seed(0)
+    for p in model.head.llm.parameters():  # a tiny LM whose greedy answers depend on its input
+        if p.dim() >= 2:
+            p.data.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    raw = _raw()
+    raw['inputs'][1] = 255 - raw['inputs'][1].flip(-1)
+    task = raw['data_samples'][1].tasks[0]
+    raw['data_samples'][1].tasks = [task, dict(task, question=bbox2caption_question([0.5, 0.0, 1.0, 0.5]))]
+    alone = []
+    for i in range(2):
+        one = dict(inputs=raw['inputs'][i:i + 1], data_samples=[copy.deepcopy(raw['data_samples'][i])])
+        alone.append(model(**model.data_preprocessor(one, training=False), mode='predict')[0].pred_texts)
+    assert alone[0][0] != alone[1][0]  # one question, two images: the answer depends on the image
+    assert alone[0][1] != alone[1][1]
+    out = model(**model.data_preprocessor(raw, training=False), mode='predict')
+    assert [s.pred_texts for s in out] == alone
+
+
 def _raw():
     g = torch.Generator().manual_seed(1)
     s = GranDataSample()

@@ -1,6 +1,7 @@
 """A Pretrained init that does not fit stops with what to set, instead of training from random weights."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from granvit_mm.models.backbones import GranViT
 from granvit_mm.models.backbones.pretrained_check import PretrainedMismatchError
@@ -57,8 +58,19 @@ def test_fewer_layers_stops_and_other_resolution_loads(tmp_path):
     with pytest.raises(PretrainedMismatchError, match='lacks'):
         _vit(init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
     ok = tmp_path / 'res64.pth'
-    torch.save(GranViT(arch=ARCH, img_size=64, patch_size=8).state_dict(), ok)  # longer pos_embed: resized
-    _vit(init_cfg=dict(type='Pretrained', checkpoint=str(ok))).init_weights()
+    source = GranViT(arch=ARCH, img_size=64, patch_size=8).state_dict()
+    torch.save(source, ok)  # longer pos_embed: resized
+    vit = _vit(init_cfg=dict(type='Pretrained', checkpoint=str(ok)))
+    vit.init_weights()
+    # the loaded weights are the checkpoint's, its 8x8 position table resized bicubically to the 4x4 grid
+    grid = source['pos_embed'].reshape(1, 8, 8, -1).permute(0, 3, 1, 2)
+    resized = F.interpolate(grid, size=(4, 4), mode='bicubic', align_corners=False)
+    loaded = vit.state_dict()
+    torch.testing.assert_close(loaded['pos_embed'], resized.flatten(2).transpose(1, 2), rtol=1e-6, atol=1e-6)
+    assert set(loaded) == set(source)
+    for k, v in source.items():
+        if k != 'pos_embed':
+            assert torch.equal(loaded[k], v), k
 
 
 def test_wrong_prefix_says_so(stage1_ckpt):

@@ -111,6 +111,20 @@ def test_max_length_drops_trailing_turns():
     assert seq['segment_ids'] == [0, 0, 0, 1, 1, 2, 2]  # the first turn beyond the limit stops packing
     seq = pack_turns([5], 2, [([1, 2, 3, 4, 5, 6], [1] * 6)], max_length=4)
     assert len(seq['input_ids']) == 9  # one turn is always kept
+    seq = pack_turns([5], 2, [([1, 2], [1, 2]), ([3, 4], [3, 4])], max_length=5)
+    assert seq['segment_ids'] == [0, 0, 0, 1, 1]  # the second turn is dropped too when it is the one over
+
+
+def test_collate_pads_and_the_mask_keeps_its_dtype():
+    batch = collate_packed([pack_turns([5], 1, [([7, 8], [7, 8])]), pack_turns([5], 1, [([9], [9])])])
+    assert batch['input_ids'].tolist() == [[5, IMAGE_TOKEN_INDEX, 7, 8], [5, IMAGE_TOKEN_INDEX, 9, 0]]
+    assert batch['labels'][1].tolist() == [IGNORE_INDEX, IGNORE_INDEX, 9, IGNORE_INDEX]
+    assert batch['position_ids'][1].tolist() == [0, 1, 2, 0] and batch['segment_ids'][1, -1] == -1
+    assert all(v.dtype == torch.long for v in batch.values())
+    mask = shared_prefix_mask(batch['segment_ids'], torch.bfloat16)
+    assert mask.dtype == torch.bfloat16 and float(mask.min()) == torch.finfo(torch.bfloat16).min
+    with pytest.raises(ValueError, match='turn 1: 2 ids but 1 labels'):
+        pack_turns([5], 1, [([1], [1]), ([1, 2], [2])])
 
 
 def test_frozen_llm_grads_and_state(llm_dir):

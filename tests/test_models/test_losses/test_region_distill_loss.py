@@ -90,5 +90,118 @@ def test_forward_skips_without_factor_or_boxes(factor, boxes):
     called = []
     out = RegionDistillLoss(crop_size=8)(img, student_map, boxes, lambda c: called.append(1), factor)
     assert not called and float(out['loss_distill']) == 0.0
+    assert float(out['mse_distill']) == 0.0 and not out['mse_distill'].requires_grad
     out['loss_distill'].backward()  # the zero keeps the student's graph (DDP)
     assert student_map.grad is not None
+
+
+# ---- the feature_norm paths against formulas written here with plain torch ops -----------------------------
+def _plain_layernorm(x, eps=1e-5):
+    """Per position, over channels (dim 1): (x - mean) / sqrt(biased var + eps)."""
+    mean = x.mean(dim=1, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def _regions(seed):
+    g = torch.Generator().manual_seed(seed)
+    # per-channel scales and offsets, so that normalising changes the answer a lot
+    scale = torch.linspace(0.2, 5.0, 6).view(1, 6, 1, 1)
+    return (torch.randn(3, 6, 2, 2, generator=g) * scale + 2.0,
+            torch.randn(3, 6, 2, 2, generator=g) * scale.flip(1) - 1.0)
+
+
+def test_layernorm_mse_is_the_formula():
+    """Teeth: the configs' path (feature_norm='layernorm') is MSE of channel-LayerNormed grids, not raw."""
+    student, target = _regions(0)
+    loss = RegionDistillLoss(feature_norm='layernorm')
+    expected = ((_plain_layernorm(student) - _plain_layernorm(target)) ** 2).mean()
+    raw = ((student - target) ** 2).mean()
+    got = loss.mse(student, target)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+    assert abs(float(raw) - float(expected)) > 1.0  # a fallback to raw MSE could not pass
+    # blind to each position's feature scale and offset on either side
+    rescaled = loss.mse(3.0 * student + 7.0, 0.5 * target - 2.0)
+    torch.testing.assert_close(rescaled, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_raw_mse_is_the_formula():
+    """feature_norm=None (the paper's): plain MSE of the raw grids, which does see the feature scale."""
+    student, target = _regions(1)
+    loss = RegionDistillLoss()
+    assert loss.feature_norm is None
+    expected = ((student - target) ** 2).mean()
+    torch.testing.assert_close(loss.mse(student, target), expected, atol=1e-6, rtol=1e-6)
+    assert float(loss.mse(3.0 * student, target)) > 2 * float(loss.mse(student, target))
+
+
+def test_layernorm_forward_end_to_end():
+    """forward with the layernorm path: the teacher's maps go through the same per-position normalisation."""
+    torch.manual_seed(0)
+    img = torch.randn(1, 3, 32, 32)
+    student_map = _backbone(img).requires_grad_(True)
+    boxes = [torch.tensor([[0., 0., 16., 16.], [8., 8., 24., 24.]])]
+    g = torch.Generator().manual_seed(3)
+    gain = torch.rand(1, 3, 1, 1, generator=g) + 0.5
+
+    def teacher(crops):  # a per-channel affine change of the student's features plus noise
+        return _backbone(crops) * gain + 0.1 * torch.randn(_backbone(crops).shape, generator=g)
+
+    loss = RegionDistillLoss(crop_size=8, roi_size=2, loss_weight=2.0, feature_norm='layernorm')
+    out = loss(img, student_map, boxes, teacher, factor=0.5)
+    g.manual_seed(3)
+    gain = torch.rand(1, 3, 1, 1, generator=g) + 0.5
+    rois = loss.rois(boxes)
+    target = F.adaptive_avg_pool2d(teacher(loss.crops(img, rois)), 2)
+    student = loss.student_regions(student_map.detach(), rois, 32)
+    expected = ((_plain_layernorm(student) - _plain_layernorm(target)) ** 2).mean()
+    torch.testing.assert_close(out['mse_distill'], expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out['loss_distill'].detach(), 2.0 * 0.5 * expected, atol=1e-6, rtol=1e-5)
+
+
+def test_unknown_feature_norm_is_refused():
+    with pytest.raises(ValueError, match="feature_norm must be None or 'layernorm', got 'l2'"):
+        RegionDistillLoss(feature_norm='l2')
+
+
+def test_documented_defaults():
+    """The defaults the docstring states (ours: 224 crops, 7x7 grids, 4 regions, weight 1, raw MSE)."""
+    loss = RegionDistillLoss()
+    assert (loss.crop_size, loss.roi_size, loss.max_regions, loss.loss_weight, loss.feature_norm) == \
+        (224, 7, 4, 1.0, None)
+    assert RegionDistillLoss(max_regions=2).rois([torch.rand(6, 4)]).shape == (2, 5)
+    assert boxes_to_rois([torch.rand(6, 4)]).shape == (6, 5)  # max_regions=0: every box
+
+
+def test_rois_dtype_and_empty():
+    rois = boxes_to_rois([[[0, 0, 8, 8]], [[1, 2, 3, 4]]])  # integer boxes from a list
+    assert rois.dtype == torch.float32 and rois.tolist() == [[0., 0., 0., 8., 8.], [1., 1., 2., 3., 4.]]
+    empty = boxes_to_rois([])
+    assert empty.shape == (0, 5) and empty.dtype == torch.float32
+
+
+def test_crop_downscaled_4x_averages_every_pixel():
+    """Adaptive sampling: a 4x smaller crop is the 4x4 pixel mean (one bilinear sample per bin is not)."""
+    torch.manual_seed(0)
+    img = torch.randn(1, 3, 32, 32)
+    crops = RegionDistillLoss(crop_size=8).crops(img, torch.tensor([[0., 0., 0., 32., 32.]]))
+    torch.testing.assert_close(crops, F.avg_pool2d(img, 4), atol=1e-5, rtol=1e-5)
+    whole = torch.tensor([[0., 0., 0., 32., 32.]])
+    half = RegionDistillLoss(crop_size=8).crops(img.to(torch.bfloat16), whole)
+    assert half.dtype == torch.bfloat16  # crops come back in the images' dtype
+
+
+def test_non_square_image_uses_the_width_scale():
+    """Student RoIs scale by feature width / image width; a wide image tells width from height."""
+    torch.manual_seed(0)
+    img = torch.randn(1, 3, 32, 48)
+    loss = RegionDistillLoss(crop_size=8, roi_size=2)
+    box = [24., 8., 40., 24.]
+    rois = loss.rois([torch.tensor([box])])
+    student = loss.student_regions(_backbone(img), rois, img.shape[-1])
+    expected = F.adaptive_avg_pool2d(img[:, :, 8:24, 24:40], 2)
+    torch.testing.assert_close(student, expected, atol=1e-5, rtol=1e-5)
+    out = loss(img, _backbone(img), [torch.tensor([box])], _backbone)  # default factor 1, weight 1
+    assert float(out['mse_distill']) < 1e-10
+    offset = loss(img, _backbone(img), [torch.tensor([box])], lambda c: _backbone(c) + 1.0)
+    assert float(offset['loss_distill']) == pytest.approx(1.0, abs=1e-5)
