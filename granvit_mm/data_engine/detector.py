@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+from mmengine.registry import DefaultScope
 
 from granvit_mm.registry import DATA_ENGINE_STAGES
 
@@ -60,8 +61,10 @@ class MMDetBoxes(Stage):
         self.skip_sources = set(skip_sources)
         if checkpoint is None:
             torch.manual_seed(seed)
-        self.inferencer = DetInferencer(model=config, weights=checkpoint, device=device, scope=scope,
-                                        show_progress=False)
+        self.scope = scope
+        with DefaultScope.overwrite_default_scope(scope):  # DetInferencer sets the global default scope
+            self.inferencer = DetInferencer(model=config, weights=checkpoint, device=device, scope=scope,
+                                            show_progress=False)
         ckpt = osp.basename(checkpoint) if checkpoint else 'random-weights'
         self.tag = f'mmdet:{osp.splitext(osp.basename(str(config)))[0]}@{ckpt}'
 
@@ -75,8 +78,9 @@ class MMDetBoxes(Stage):
     def detect(self, images: List[np.ndarray]) -> List[tuple]:
         """RGB images -> [(boxes (N, 4) xyxy in the image's pixels, scores (N,))] before our filtering."""
         bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]  # mmdet treats arrays as BGR (cv2)
-        out = self.inferencer(bgr, batch_size=self.batch_size, return_datasamples=True, no_save_pred=True,
-                              no_save_vis=True, return_vis=False)
+        with DefaultScope.overwrite_default_scope(self.scope):  # leaves the caller's default scope as it was
+            out = self.inferencer(bgr, batch_size=self.batch_size, return_datasamples=True,
+                                  no_save_pred=True, no_save_vis=True, return_vis=False)
         res = []
         for sample in out['predictions']:
             inst = sample.pred_instances
