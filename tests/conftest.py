@@ -14,7 +14,7 @@ _SCOPES = pytest.StashKey()
 
 
 def pytest_runtest_setup(item):
-    """Note MMEngine's default scopes (put back after the test); drop log-file handlers a finished Runner closed.
+    """Note MMEngine's default scopes (put back after the test); drop log handlers a finished Runner closed.
 
     MMEngine keeps every MMLogger alive for the process; a Runner built in one test closes its log file at
     the end, and the next ``init_weights`` anywhere writes its init table to that closed handler

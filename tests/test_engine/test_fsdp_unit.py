@@ -5,10 +5,10 @@ import functools
 import pytest
 import torch
 import torch.distributed as dist
+from tiny_stage1 import free_port
 from torch import nn
 
 from granvit_mm.engine.fsdp import GRANVIT_FSDP_UNITS, GranViTFSDPStrategy, _clip_sharded_grad_norm
-from tiny_stage1 import free_port
 
 SGD = dict(type='SGD', lr=0.1)
 

@@ -58,7 +58,7 @@ def _runner(work_dir, max_iters, resume):
                            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[dict(type='granvit.WeightsOnlyCheckpointHook')],
         resume=resume, default_scope='granvit',
-        # a name of its own: Runners built within one second would share MMEngine's MessageHub (and its losses)
+        # a name of its own: Runners built within one second would share MMEngine's MessageHub (its losses)
         experiment_name=f'toy_{uuid.uuid4().hex}')
 
 
