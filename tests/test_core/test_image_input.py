@@ -23,14 +23,15 @@ def test_equals_stage1_pipeline_and_preprocessor():
 
 
 def _by_hand(img, size):
-    """The documented steps written out: pad right/bottom with 127 to a square, resize (area when shrinking,
-    cubic when enlarging), map uint8 [0, 255] to [-1, 1] (SigLIP's mean = std = 0.5), HWC -> CHW."""
-    import cv2
+    """The documented steps written out: pad right/bottom with 127 to a square, resize with PIL (area, i.e.
+    ``BOX``, when shrinking, bicubic when enlarging), map uint8 [0, 255] to [-1, 1] (SigLIP's mean = std =
+    0.5), HWC -> CHW."""
+    from PIL import Image
     h, w = img.shape[:2]
     side = max(h, w)
     square = np.pad(img, ((0, side - h), (0, side - w), (0, 0)), constant_values=127)
-    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    resized = cv2.resize(square, (size, size), interpolation=interpolation)
+    resample = Image.Resampling.BOX if side > size else Image.Resampling.BICUBIC
+    resized = np.asarray(Image.fromarray(square).resize((size, size), resample))
     return (resized.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
 
 
