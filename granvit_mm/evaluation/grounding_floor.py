@@ -13,6 +13,8 @@ region of every record, as ``stage2_eval`` asks them; ``kind`` splits the scores
 from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 
 from granvit_mm.core.geometry import SquareGeometry
 
@@ -35,14 +37,9 @@ def normalised_regions(records: Iterable[dict]) -> List[Dict[str, object]]:
 
 
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of xyxy boxes."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=-1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+    """(len(a), len(b)) IoU of xyxy boxes (torchvision's ``box_iou``, as the metrics use)."""
+    a, b = (torch.as_tensor(np.asarray(x, np.float64).reshape(-1, 4)) for x in (a, b))
+    return box_iou(a, b).numpy()
 
 
 def _scores(ious: np.ndarray, kinds: Sequence[str], iou_thr: float, hits: np.ndarray = None
