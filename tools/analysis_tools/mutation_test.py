@@ -54,7 +54,12 @@ DESELECT = ['tests/test_engine/test_kill_resume.py',
             'tests/test_engine/test_faults.py::test_a_shard_that_disappears_mid_run',
             'tests/test_engine/test_faults.py::test_a_dead_dataloader_worker_stops_the_run_with_its_cause',
             'tests/test_models/test_backbones/test_siglip2_conversion.py::test_cli',
-            'tests/test_xtuner/test_export_hf_llava.py::test_cli_export_answers_like_the_xtuner_model']
+            'tests/test_xtuner/test_export_hf_llava.py::test_cli_export_answers_like_the_xtuner_model',
+            'tests/test_xtuner/test_export_hf_llava.py::test_wrong_checkpoint_is_refused',
+            'tests/test_xtuner/test_export_hf_llava.py::test_xtuner_convert_pth_to_hf_gives_our_export']
+# groups whose mutated files do not build the session-wide stage-2 test assets (tests/test_xtuner/conftest.py):
+# these are built once per run of this script instead of once per mutant (seconds each)
+CACHED_ASSETS = {'hf_llava'}
 COPIED = ['configs', 'tools', 'projects']  # what the tests read from the repository besides the package
 
 
@@ -90,8 +95,10 @@ def setup_project(group: str, debug: bool = False) -> str:
 
 def mutmut(work: str, *args: str, capture: bool = False):
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH='')
-    exe = osp.join(osp.dirname(sys.executable), 'mutmut')
-    return subprocess.run([exe, *args], cwd=work, env=env, text=True, check=False,
+    if osp.basename(work) in CACHED_ASSETS:
+        env['GRANVIT_TEST_ASSETS'] = osp.join(work, 'assets')
+    # ``python -m mutmut``: the venv's ``mutmut`` script may carry another tree's interpreter path
+    return subprocess.run([sys.executable, '-m', 'mutmut', *args], cwd=work, env=env, text=True, check=False,
                           stdout=subprocess.PIPE if capture else None)
 
 
@@ -133,6 +140,7 @@ def main(argv=None):
         if not mutants:
             args.report = True
     if not args.report:
+        shutil.rmtree(osp.join(work, 'assets'), ignore_errors=True)  # rebuilt from this tree's code
         mutmut(work, 'run', '--max-children', '1', *mutants)
     result = report(work)
     print(json.dumps(result, indent=1, ensure_ascii=False))
