@@ -1,8 +1,9 @@
 """Session-wide tiny stage-2 assets (see stage2_assets.py): built once, read by every stage-2 test.
 
-With ``GRANVIT_TEST_ASSETS=<folder>`` they are built once into that folder and reused by later sessions: set only
-by tools/analysis_tools/mutation_test.py for groups whose mutated files do not build them, where each mutant is a
-new pytest session that would otherwise spend seconds rebuilding the same assets (docs/testing.md).
+With ``GRANVIT_TEST_ASSETS=<folder>`` they are built once into that folder and reused by later sessions: set
+only by tools/analysis_tools/mutation_test.py for groups whose mutated files do not build them, where each
+mutant is a new pytest session that would otherwise spend seconds rebuilding the same assets
+(docs/testing.md).
 """
 import os
 import os.path as osp
@@ -13,7 +14,7 @@ from stage2_assets import make_stage1_checkpoint, make_tiny_llm
 
 
 def _asset(tmp_path_factory, name: str, build) -> str:
-    """``build(folder)`` (-> a path inside ``folder``) into a fresh temporary folder, or once into the cache."""
+    """``build(folder)`` (-> a path inside it) into a fresh temporary folder, or once into the cache."""
     cache = os.environ.get('GRANVIT_TEST_ASSETS')
     if not cache:
         return build(str(tmp_path_factory.mktemp(name)))

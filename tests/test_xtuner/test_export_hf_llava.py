@@ -194,7 +194,101 @@ def test_quantized_llm_is_refused():
     from types import SimpleNamespace
 
     from granvit_mm.xtuner.hf_llava import merged_llm
-    with pytest.raises(ValueError, match='quantized'):
+    with pytest.raises(ValueError, match=r'quantized \(QLoRA\) LLM cannot be exported: rebuild it '
+                       r'without quantization_config and load the checkpoint '
+                       r'\(tools/model_converters/xtuner_to_hf_llava'):
         merged_llm(SimpleNamespace(llm=SimpleNamespace(hf_quantizer=object())))
     plain = SimpleNamespace(hf_quantizer=None)
     assert merged_llm(SimpleNamespace(llm=plain)) is plain
+
+
+def test_save_hf_llava_writes_configs_that_answer_like_the_xtuner_model(tiny_llm_dir, encoder_dir, tmp_path):
+    """``save_hf_llava`` in this process (the CLI tests run it in a subprocess): what it writes is reloaded
+    and each saved setting checked (vision tokens, projector, the <image> row, greedy generation that stops at
+    the end of the turn and never emits <image>, a left-padding processor), then the answers compared."""
+    from mmengine.config import Config
+    from transformers import AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration
+
+    from granvit_mm.core.chat_format import QWEN_CHAT, ChatTemplateEncoder
+    from granvit_mm.core.visual_tokens import num_visual_tokens
+    from granvit_mm.xtuner.hf_llava import llava_chat_template, save_hf_llava
+    model = build_llava(tiny_llm_dir, encoder_dir).eval()
+    with torch.no_grad():
+        for p in model.projector.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    vocab = model.llm.get_input_embeddings().num_embeddings
+    assert len(tokenizer) == vocab  # no spare row: the export must grow the embedding by one
+    images = sample_images(2)
+    expected = xtuner_answers(model, tokenizer, images)
+    cfg = Config.fromfile(tiny_config(tmp_path, tiny_llm_dir, encoder_dir))
+    cfg.prompt_template = dict(QWEN_CHAT, SEP='\n\n')  # the config's template, not the default, is written
+    model.llm.config.use_cache = False  # as training leaves it
+    (tmp_path / 'hf').mkdir()
+    # an existing folder is written into; kwargs reach save_pretrained
+    out = save_hf_llava(model, cfg, str(tmp_path / 'hf'), max_shard_size='1MB')
+    assert (tmp_path / 'hf' / 'model.safetensors.index.json').is_file()
+    hf = LlavaForConditionalGeneration.from_pretrained(out).eval()
+    processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+
+    c, vc = hf.config, hf.config.vision_config
+    assert c.image_token_index == vocab
+    assert c.image_seq_length == num_visual_tokens(vc.image_size, vc.patch_size)
+    assert c.projector_hidden_act == model.projector.config.hidden_act and c.multimodal_projector_bias
+    assert c.pad_token_id == tokenizer.pad_token_id is not None
+    assert c.vision_feature_select_strategy == 'full'
+    for emb in (hf.get_input_embeddings(), hf.get_output_embeddings()):
+        assert emb.weight.shape[0] == vocab + 1 and not emb.weight[vocab:].any()  # one zero row, reproducible
+    g = hf.generation_config
+    assert g.do_sample is False and g.num_beams == 1 and g.suppress_tokens == [vocab]
+    assert g.eos_token_id == ChatTemplateEncoder(tokenizer, QWEN_CHAT).stop_token_ids()
+    assert g.pad_token_id == tokenizer.pad_token_id and g.bos_token_id == tokenizer.bos_token_id
+    t = processor.tokenizer
+    assert t.eos_token == QWEN_CHAT['SUFFIX'] == '<|im_end|>' and t.padding_side == 'left'
+    assert processor.image_token == '<image>' and processor.num_additional_image_tokens == 0
+    assert processor.vision_feature_select_strategy == 'full' and processor.patch_size == vc.patch_size
+    assert processor.chat_template == llava_chat_template(cfg.prompt_template)
+    assert c.text_config.use_cache is True  # generation
+    assert hf_answers(hf, processor, images) == expected
+    half = save_hf_llava(model, cfg, str(tmp_path / 'bf16'), dtype='bfloat16')
+    assert LlavaForConditionalGeneration.from_pretrained(half, torch_dtype='auto').dtype == torch.bfloat16
+
+
+def test_chat_template_system_turn_and_literal_text():
+    """A system turn, ``{round}``, quotes, backslashes and newlines in the template, and templates without
+    ``SYSTEM`` or ``SUFFIX`` are written as XTuner's template strings say."""
+    from jinja2 import Template
+
+    from granvit_mm.xtuner.hf_llava import llava_chat_template
+    t = dict(SYSTEM="<sys '\\'>\n{system}\n", INSTRUCTION="[round {round}] it's \\ {input}\nA:",
+             SUFFIX='</s>', SEP='\n')
+    image_q1 = [{'type': 'image'}, {'type': 'text', 'text': 'Q1'}]
+    msgs = [{'role': 'system', 'content': 'S'}, {'role': 'user', 'content': image_q1},
+            {'role': 'assistant', 'content': 'A1'}]
+    assert Template(llava_chat_template(t)).render(messages=msgs) == (
+        t['SYSTEM'].format(system='S') + t['INSTRUCTION'].format(round=1, input='<image>\nQ1') + 'A1</s>\n')
+    bare = dict(INSTRUCTION='U: {input}\nA: ')
+    assert Template(llava_chat_template(bare)).render(messages=msgs) == 'SU: <image>\nQ1\nA: A1'
+
+
+def test_end_of_turn_token_is_a_one_token_suffix(tiny_llm_dir):
+    """The template's SUFFIX becomes the tokenizer's eos only when it is a single token."""
+    from transformers import AutoTokenizer
+
+    from granvit_mm.core.chat_format import QWEN_CHAT
+    from granvit_mm.xtuner.hf_llava import end_of_turn_token
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    assert end_of_turn_token(tokenizer, QWEN_CHAT) == '<|im_end|>'
+    assert len(tokenizer.encode('red circle', add_special_tokens=False)) > 1
+    assert end_of_turn_token(tokenizer, dict(QWEN_CHAT, SUFFIX='red circle')) is None
+    assert end_of_turn_token(tokenizer, dict(QWEN_CHAT, SUFFIX=None)) is None
+    assert end_of_turn_token(tokenizer, {}) is None
+
+
+def test_projector_of_another_depth_is_refused():
+    from types import SimpleNamespace
+
+    from granvit_mm.xtuner.hf_llava import to_hf_llava
+    model = SimpleNamespace(projector=SimpleNamespace(config=SimpleNamespace(depth=3)))
+    with pytest.raises(ValueError, match='2-layer projector; this one has depth 3'):
+        to_hf_llava(model, tokenizer=None)

@@ -40,13 +40,20 @@ GROUPS = {
     'packing': (['granvit_mm/models/utils/packing.py'],
                 ['tests/test_models/test_heads/test_region_ar_head.py', 'tests/test_core']),
     'core': (['granvit_mm/core/*'], _CORE_TESTS),
-    'checkpoint_io': (['granvit_mm/engine/checkpoint_io.py'],
-                      ['tests/test_engine/test_checkpoint_io.py', 'tests/test_engine/test_faults.py',
+    'checkpoint_io': (['granvit_mm/engine/checkpoint_io.py', 'granvit_mm/core/checkpoint_reader.py'],
+                      ['tests/test_engine/test_checkpoint_io.py', 'tests/test_core/test_checkpoint_reader.py',
+                       'tests/test_engine/test_faults.py',
                        'tests/test_engine/test_weights_only_checkpoint.py']),
     'fsdp': (['granvit_mm/engine/fsdp.py'],
              ['tests/test_engine/test_fsdp_unit.py',
               'tests/test_engine/test_distributed.py::test_fsdp_units_are_the_student_vit_and_its_blocks']),
     'hf_llava': (['granvit_mm/xtuner/hf_llava.py'], ['tests/test_xtuner/test_export_hf_llava.py']),
+    # the data engine's filter stage (and the rules it applies), its writer and its atomic shard files
+    'data_engine': (['granvit_mm/data_engine/filters.py', 'granvit_mm/data_engine/writer.py',
+                     'granvit_mm/data_engine/shards.py', 'granvit_mm/datasets/converters/filters.py'],
+                    ['tests/test_data_engine/test_engine_run.py', 'tests/test_data_engine/test_bad_images.py',
+                     'tests/test_data_engine/test_resume_and_scale.py',
+                     'tests/test_datasets/test_converters.py::test_filter_reports_each_rule']),
     'stage2_eval': (['granvit_mm/xtuner/stage2_eval.py'], ['tests/test_xtuner/test_eval_stage2.py']),
 }
 # slow tests that reach the code only through a subprocess or a full training run
@@ -57,8 +64,8 @@ DESELECT = ['tests/test_engine/test_kill_resume.py',
             'tests/test_xtuner/test_export_hf_llava.py::test_cli_export_answers_like_the_xtuner_model',
             'tests/test_xtuner/test_export_hf_llava.py::test_wrong_checkpoint_is_refused',
             'tests/test_xtuner/test_export_hf_llava.py::test_xtuner_convert_pth_to_hf_gives_our_export']
-# groups whose mutated files do not build the session-wide stage-2 test assets (tests/test_xtuner/conftest.py):
-# these are built once per run of this script instead of once per mutant (seconds each)
+# groups whose mutated files do not build the session-wide stage-2 test assets
+# (tests/test_xtuner/conftest.py): built once per run of this script instead of once per mutant (seconds each)
 CACHED_ASSETS = {'hf_llava'}
 COPIED = ['configs', 'tools', 'projects']  # what the tests read from the repository besides the package
 
