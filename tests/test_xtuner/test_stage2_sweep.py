@@ -48,3 +48,15 @@ def test_lr_schedule_and_score():
                     'decimal3')
     assert s['acc'] == pytest.approx(100 / 3) and s['unparsed'] == 1 and s['object_acc'] == 50.0
     assert s['miou'] == pytest.approx(100 / 3)
+
+
+def test_position_code_is_unit_rms_and_tells_every_patch_apart():
+    code = sweep.position_code(64, 64)
+    assert code.shape == (64, 64)
+    torch.testing.assert_close(code.pow(2).mean(), torch.tensor(1.0))
+    assert torch.cdist(code, code).add(torch.eye(64) * 1e3).min() > 0.1  # no two patches share a code
+    # a linear read-out recovers (row, col) exactly: the position is explicit, not something to learn
+    rc = torch.tensor([[i // 8, i % 8] for i in range(64)], dtype=torch.float32)
+    fit = torch.linalg.lstsq(torch.cat([code, torch.ones(64, 1)], 1), rc).solution
+    err = (torch.cat([code, torch.ones(64, 1)], 1) @ fit - rc).abs().max()
+    assert err < 0.5

@@ -40,7 +40,8 @@ from granvit_mm.core.chat_format import IGNORE_INDEX, IMAGE_TOKEN_INDEX  # noqa:
 # One variant; every key may be overridden in --variants. Defaults = the tiny stage-2 config of now.
 VARIANT = dict(encoder='granvit', llm='llm', projector='stage1', iters=1000, batch_size=16, lr=1e-3,
                warmup=50, eta_min_ratio=0.05, max_norm=1.0, weight_decay=0.0, seed=0, box_style='decimal3',
-               prep='prep', max_new_tokens=40)
+               prep='prep', max_new_tokens=40, feature_layer=-1,
+               position_code=0.0)
 
 
 # ---- 1. prep (project environment) ------------------------------------------------------------
@@ -140,13 +141,28 @@ def load_pixels(data_root: str, rel_paths, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode(tower_dir: str, pixels: torch.Tensor, device: str, batch: int = 256) -> torch.Tensor:
-    """``hidden_states[-1]`` of the frozen tower: the visual tokens stage 1 trained (core/visual_tokens)."""
+def encode(tower_dir: str, pixels: torch.Tensor, device: str, batch: int = 256,
+           layer: int = -1) -> torch.Tensor:
+    """``hidden_states[layer]`` of the frozen tower; -1 is the visual tokens stage 1 trained
+    (core/visual_tokens), other layers are LLaVA's ``vision_feature_layer`` choice."""
     from transformers import SiglipVisionModel
     tower = SiglipVisionModel.from_pretrained(tower_dir).to(device).eval()
-    out = [tower(pixels[i:i + batch].to(device), output_hidden_states=True).hidden_states[-1]
+    out = [tower(pixels[i:i + batch].to(device), output_hidden_states=True).hidden_states[layer]
            for i in range(0, len(pixels), batch)]
     return torch.cat(out).float()
+
+
+def position_code(n_tokens: int, dim: int) -> torch.Tensor:
+    """A fixed 2D sine-cosine code of each patch's (row, col), unit RMS: a diagnostic that hands the LLM
+    tokens whose position is explicit (``position_code`` = its scale relative to the tokens' RMS)."""
+    side = int(round(n_tokens ** 0.5))
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing='ij')
+    freqs = torch.arange(dim // 4) / max(1, dim // 4)
+    freqs = 1.0 / (10.0 ** freqs)
+    parts = [f(c.reshape(-1, 1).float() * freqs * math.pi / 2)
+             for c in (rows, cols) for f in (torch.sin, torch.cos)]
+    code = torch.cat(parts, -1)
+    return code / code.pow(2).mean().sqrt()
 
 
 def build_projector(vis_dim: int, llm_dim: int, init: str, tower_dir: str) -> torch.nn.Module:
@@ -300,24 +316,28 @@ def run(args) -> None:
         if v['prep'] not in preps:
             preps[v['prep']] = Prepared(osp.join(args.prep_root, v['prep']))
         prep = preps[v['prep']]
-        key = (v['encoder'], v['prep'])
+        key = (v['encoder'], v['prep'], v['feature_layer'])
         if key not in tokens:
             size = prep.meta['image_size']
             root = prep.meta['data_root']
             tokens[key] = encode(towers[v['encoder']], load_pixels(root, prep.meta['train_images'], size),
-                                 args.device)
+                                 args.device, layer=v['feature_layer'])
             tokens[key + ('val', )] = encode(towers[v['encoder']],
                                              load_pixels(root, prep.meta['val_images'], size),
-                                             args.device)
+                                             args.device, layer=v['feature_layer'])
         torch.manual_seed(v['seed'])
         llm = AutoModelForCausalLM.from_pretrained(llms[v['llm']],
                                                    attn_implementation='eager').to(args.device)
         tok = AutoTokenizer.from_pretrained(llms[v['llm']])
-        vis = tokens[key]
+        vis, vis_val = tokens[key], tokens[key + ('val', )]
+        if v['position_code']:
+            scale = v['position_code'] * vis.pow(2).mean().sqrt()
+            code = position_code(vis.shape[1], vis.shape[2]).to(vis) * scale
+            vis, vis_val = vis + code, vis_val + code
         proj = build_projector(vis.shape[-1], llm.config.hidden_size, v['projector'],
                                towers[v['encoder']]).to(args.device)
         losses = train(v, prep, llm, proj, vis)
-        res = evaluate(v, prep, llm, proj, tokens[key + ('val', )], tok)
+        res = evaluate(v, prep, llm, proj, vis_val, tok)
         res.update(variant={k: v[k] for k in v}, loss_first=float(np.mean(losses[:20])),
                    loss_last=float(np.mean(losses[-50:])), seconds=round(time.time() - t0, 1))
         print(json.dumps({k: res[k] for k in res if k != 'answers'}), flush=True)
