@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The tiny training run uses both cores (about 0.27 s an iteration measured with 2 threads).
 DEMO_THREADS ?= 2
 
-.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain lmms-eval-env tf5-env eval-demo lint dev-deps
+.PHONY: setup demo test data tiny-siglip tiny-llm clean demo-deps web-demo stage2-demo toy-chain lmms-eval-env tf5-env vllm-env eval-demo lint dev-deps
 
 setup:
 	bash tools/setup_env.sh
@@ -61,10 +61,14 @@ eval-demo: setup lmms-eval-env
 # and transformers 5.x (the exports load there too; `transformers serve`). Neither touches .venv.
 LMMS_VENV ?= .venv-lmms
 TF5_VENV ?= .venv-tf5
+VLLM_VENV ?= .venv-vllm
 lmms-eval-env:
 	REPO_PTH=1 bash tools/setup_side_env.sh $(LMMS_VENV) requirements/envs/lmms-eval.txt
 tf5-env:
 	bash tools/setup_side_env.sh $(TF5_VENV) requirements/envs/tf5.txt
+# vLLM (GPU machines only; several GB of CUDA wheels): `vllm serve` of an export, docs/evaluation.md
+vllm-env:
+	bash tools/setup_side_env.sh $(VLLM_VENV) requirements/envs/vllm.txt
 
 test: setup
 	$(PY) -m pytest tests -q

@@ -19,8 +19,14 @@ from .fit import fit
 def build_tiny_siglip(vocab_size: int, pad_id: int, image_size: int = 64, patch_size: int = 8,
                       hidden_size: int = 64, num_layers: int = 4, num_heads: int = 4,
                       intermediate_size: int = 256, text_layers: int = 2, max_text_len: int = 48,
-                      seed: int = 0):
-    """A randomly initialised ``SiglipModel``; the vision tower matches ``GranViT(arch='tiny')``."""
+                      position_init_std: float = 0.0, seed: int = 0):
+    """A randomly initialised ``SiglipModel``; the vision tower matches ``GranViT(arch='tiny')``.
+
+    ``position_init_std`` > 0 re-draws the vision position table with that std. Transformers' own init
+    (0 here: ``1/sqrt(width)``, 0.125 at width 64) leaves the table far below the patch embedding, and the
+    trained tower's last-layer tokens then hardly tell a read-out where the named box is (5% of the time,
+    37-41% at 2.0; docs/toy_grounding.md).
+    """
     from transformers import SiglipConfig, SiglipModel
     torch.manual_seed(seed)
     vision = dict(hidden_size=hidden_size, intermediate_size=intermediate_size, num_hidden_layers=num_layers,
@@ -29,6 +35,9 @@ def build_tiny_siglip(vocab_size: int, pad_id: int, image_size: int = 64, patch_
                 num_hidden_layers=text_layers, num_attention_heads=num_heads,
                 max_position_embeddings=max_text_len, pad_token_id=pad_id)
     model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+    if position_init_std:
+        with torch.no_grad():
+            model.vision_model.embeddings.position_embedding.weight.normal_(0, position_init_std)
     # SigLIP's init (t' = log 10, b = -10); HF's (1, 0) collapsed to a constant logit here
     with torch.no_grad():
         model.logit_scale.fill_(math.log(10.0))

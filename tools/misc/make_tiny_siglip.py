@@ -48,6 +48,9 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, default=64)
     p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--max-text-len', type=int, default=48)
+    p.add_argument('--position-init-std', type=float, default=0.0,
+                   help="re-draw the vision position table with this std (0: transformers' own init, "
+                        "1/sqrt(width)); 2.0 keeps the position in the last layer (docs/toy_grounding.md)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true')
     args = p.parse_args(argv)
@@ -64,7 +67,8 @@ def main(argv=None):
     print(f'[make_tiny_siglip] {len(captions)} image-caption pairs from {args.data_root}')
     tokenizer = train_tokenizer(captions, vocab_size=512)
     model = build_tiny_siglip(len(tokenizer), tokenizer.pad_token_id, args.image_size, args.patch_size,
-                              max_text_len=args.max_text_len, seed=args.seed)
+                              max_text_len=args.max_text_len, position_init_std=args.position_init_std,
+                              seed=args.seed)
     ids = encode_captions(tokenizer, captions, args.max_text_len)
     val_ids = encode_captions(tokenizer, val_captions, args.max_text_len)
     print(f'[make_tiny_siglip] val image->text top-1 among {len(val_ids)} before: '
