@@ -63,10 +63,16 @@ DESELECT = ['tests/test_engine/test_kill_resume.py',
             'tests/test_models/test_backbones/test_siglip2_conversion.py::test_cli',
             'tests/test_xtuner/test_export_hf_llava.py::test_cli_export_answers_like_the_xtuner_model',
             'tests/test_xtuner/test_export_hf_llava.py::test_wrong_checkpoint_is_refused',
-            'tests/test_xtuner/test_export_hf_llava.py::test_xtuner_convert_pth_to_hf_gives_our_export']
-# groups whose mutated files do not build the session-wide stage-2 test assets
-# (tests/test_xtuner/conftest.py): built once per run of this script instead of once per mutant (seconds each)
-CACHED_ASSETS = {'hf_llava'}
+            'tests/test_xtuner/test_export_hf_llava.py::test_xtuner_convert_pth_to_hf_gives_our_export',
+            # the data engine killed and rerun as a CLI, in a process pool, under Ray: other processes
+            *(f'tests/test_data_engine/test_resume_and_scale.py::{t}' for t in (
+                'test_sigkill_at_two_points_then_rerun_equals_uninterrupted',
+                'test_process_pool_of_two_writes_the_loops_bytes',
+                'test_ray_data_on_two_local_cpus_writes_the_loops_bytes'))]
+# groups whose mutated files do not build the session-wide test assets (the stage-2 ones of
+# tests/test_xtuner/conftest.py, the GranSynth and stage-1 captioner of tests/test_data_engine/conftest.py):
+# built once per run of this script instead of once per mutant (seconds each)
+CACHED_ASSETS = {'hf_llava', 'data_engine'}
 COPIED = ['configs', 'tools', 'projects']  # what the tests read from the repository besides the package
 
 
