@@ -51,7 +51,8 @@ GROUPS = {
     # the data engine's filter stage (and the rules it applies), its writer and its atomic shard files
     'data_engine': (['granvit_mm/data_engine/filters.py', 'granvit_mm/data_engine/writer.py',
                      'granvit_mm/data_engine/shards.py', 'granvit_mm/datasets/converters/filters.py'],
-                    ['tests/test_data_engine/test_engine_run.py', 'tests/test_data_engine/test_bad_images.py',
+                    ['tests/test_data_engine/test_filters_writer_shards.py',
+                     'tests/test_data_engine/test_engine_run.py', 'tests/test_data_engine/test_bad_images.py',
                      'tests/test_data_engine/test_resume_and_scale.py',
                      'tests/test_datasets/test_converters.py::test_filter_reports_each_rule']),
     'stage2_eval': (['granvit_mm/xtuner/stage2_eval.py'], ['tests/test_xtuner/test_eval_stage2.py']),
