@@ -30,11 +30,16 @@ def test_paper_filter_thresholds_are_strict_where_the_paper_says_so():
     # division by zero: a flat box fails the aspect rule), area 9
     assert [r['bbox'] for r in kept['regions']] == [[0, 0, 3, 2], [0, 0, 2, 4], [1, 1, 4, 4]]
     assert kept['width'] == 20 and kept['height'] == 20
-    assert dict(f.stats) == {'images_in': 6, 'boxes_in': 11, 'images_removed:short_side': 1,
-                             'images_removed:image_aspect': 2, 'images_out': 3, 'boxes_out': 5,
-                             'boxes_removed:box_area': 1, 'boxes_removed:box_aspect': 2}
-    assert f.report() == ('images: 6 in, 3 out; boxes: 11 in, 5 out\n'
-                          '  boxes_removed:box_area: 1\n  boxes_removed:box_aspect: 2\n'
+    # boxes away from the origin: the sides are differences of the coordinates
+    kept = f(_rec(20, 20, [[2, 0, 5, 3], [0, 2, 3, 5], [1, 0, 3, 2], [0, 1, 2, 3]]))
+    assert [r['bbox'] for r in kept['regions']] == [[2, 0, 5, 3], [0, 2, 3, 5]]  # area 4 is not > 4
+    flat = PaperFilter(min_short_side=0, min_box_area=0)
+    assert flat(_rec(3, 1, [[0, 0, 1, 1]]))['regions'] == _rec(3, 1, [[0, 0, 1, 1]])['regions']  # 1 px high
+    assert dict(f.stats) == {'images_in': 7, 'boxes_in': 15, 'images_removed:short_side': 1,
+                             'images_removed:image_aspect': 2, 'images_out': 4, 'boxes_out': 7,
+                             'boxes_removed:box_area': 3, 'boxes_removed:box_aspect': 2}
+    assert f.report() == ('images: 7 in, 4 out; boxes: 15 in, 7 out\n'
+                          '  boxes_removed:box_area: 3\n  boxes_removed:box_aspect: 2\n'
                           '  images_removed:image_aspect: 2\n  images_removed:short_side: 1')
 
 
@@ -120,11 +125,15 @@ def test_write_shard_in_input_order_with_stats(tmp_path):
     lines = open(output_path(wd, 3), encoding='utf-8').read().splitlines()
     assert [json.loads(ln)['image'] for ln in lines] == ['0.jpg', '3.jpg']
     assert json.load(open(stats_path(wd, 3))) == stats and is_done(wd, 3) and not is_done(wd, 2)
+    assert list(json.load(open(stats_path(wd, 3)))) == sorted(stats)  # canonical bytes: keys sorted
     assert sorted(os.listdir(tmp_path)) == ['gran', 'stats']
     assert os.listdir(tmp_path / 'gran') == ['part-00003.jsonl']
 
 
 def test_stage_flow_and_merged_manifest():
+    # a reason may hold a colon: only the first one ends the stage's name
+    flow = stage_flow(10, {'ingest:image_empty': 2, 'ingest:http:404': 1}, ['input', 'ingest'])
+    assert flow['ingest'] == dict(inputs=10, out=7, rejected={'image_empty': 2, 'http:404': 1})
     flow = stage_flow(10, {'ingest:image_empty': 2, 'filter:short_side': 1, 'filter:no_boxes': 3,
                            'write:no_regions': 1}, ['input', 'ingest', 'filter', 'write'])
     assert flow == {'input': dict(inputs=10, out=10, rejected={}),
@@ -169,9 +178,26 @@ def test_plan_cuts_shards_refuses_duplicates_within_one_and_is_reused(tmp_path):
     assert read_entries(wd, 2) == [dict(bad='bad_record_json')]
     assert json.load(open(osp.join(wd, 'plan', 'plan.json'))) == plan
     assert plan_shards(iter([]), wd, 3, dict(meta)) == plan  # the same run: the plan is reused
-    with pytest.raises(ValueError, match=r'holds a run of another input or shard size .* another --work-dir'):
+    with pytest.raises(ValueError) as err:
         plan_shards(iter([]), wd, 2, dict(input='list.txt', shard_size=2))
+    assert str(err.value) == (f"{wd} holds a run of another input or shard size ({meta} vs "
+                              "{'input': 'list.txt', 'shard_size': 2}); use another --work-dir")
     assert plan_shards(iter([]), str(tmp_path / 'empty'), 3, meta) == \
         dict(meta=meta, num_inputs=0, shard_sizes=[])
     atomic_write(stats_path(wd, 1), '{}')
     assert pending_shards(wd, plan) == [0, 2] and pending_shards(wd, plan, only=[1, 2]) == [2]
+
+
+def test_shard_files_are_utf8_whatever_the_locale(tmp_path):
+    import locale
+    wd = str(tmp_path)
+    meta = dict(input='liste-é.txt', shard_size=2)
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, 'C')  # open() without an encoding now reads and writes ASCII only
+    try:
+        plan = plan_shards(iter([dict(path='/images/été.jpg')]), wd, 2, meta)
+        assert read_entries(wd, 0) == [dict(path='/images/été.jpg')]
+        assert plan_shards(iter([]), wd, 2, dict(meta)) == plan
+    finally:
+        locale.setlocale(locale.LC_CTYPE, old)
+    assert open(entries_path(wd, 0), encoding='utf-8').read() == '{"path":"/images/été.jpg"}\n'
