@@ -5,6 +5,8 @@ With ``GRANVIT_TEST_ASSETS=<folder>`` they are built once into that folder and r
 only by tools/analysis_tools/mutation_test.py for groups whose mutated files do not build them, where each
 mutant is a new pytest session that would otherwise spend seconds rebuilding the same assets
 (docs/testing.md). Without it (CI) each session builds its own, as before.
+``GRANVIT_FAST_TESTS_FIRST=<mutmut's stats file>`` (also set only by mutation_test.py) runs the selected
+tests fastest first.
 """
 import json
 import os
@@ -33,6 +35,17 @@ def _asset(tmp_path_factory, name: str, build):
             json.dump(value, f)
     with open(done) as f:
         return json.load(f)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under mutation testing, the fastest tests first (mutmut passes a mutant's tests in no set order, with
+    ``-x``): a mutant that a unit test kills then costs that test, not an engine run before it."""
+    stats = os.environ.get('GRANVIT_FAST_TESTS_FIRST')
+    if not stats or not osp.isfile(stats):
+        return
+    with open(stats, encoding='utf-8') as f:
+        durations = json.load(f).get('duration_by_test', {})
+    items.sort(key=lambda item: durations.get(item.nodeid, float('inf')))
 
 
 @pytest.fixture(scope='session')
