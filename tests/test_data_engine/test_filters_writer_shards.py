@@ -56,6 +56,8 @@ def test_paper_filter_defaults_and_kinds():
     no_kind = dict(width=449, height=449, regions=[dict(bbox=[0, 0, 10, 10], caption='c')])
     assert objects_only(no_kind) is None  # a region without a kind is an object
     assert f.stats['images_removed:no_boxes'] == 2
+    assert f(_rec(448, 900, [])) is None and f(_rec(900, 100, [])) is None
+    assert f.stats['images_removed:short_side'] == 2  # counted, not merely flagged
 
 
 def test_paper_filter_line():
@@ -67,7 +69,8 @@ def test_paper_filter_line():
                                                 regions=[dict(bbox=[0.0, 0.0, 5.0, 5.0], caption='box',
                                                               kind='text')])
     assert f.filter_line(b'{"image": "a.jpg"') is None and f.filter_line(b'{"image": ""}') is None
-    assert f.stats['malformed:json'] == 1 and f.stats['malformed:missing_field'] == 1
+    assert f.filter_line(b'not json') is None
+    assert f.stats['malformed:json'] == 2 and f.stats['malformed:missing_field'] == 1
 
 
 def _item(key, w, h, boxes):
@@ -96,12 +99,13 @@ def test_filter_stage_rejects_and_counts_per_item():
 
 def test_record_line_validates_and_keeps_provenance():
     it = _item(0, 20, 10, [[0, 0, 5, 5], [0, 0, 50, 5], [1.234, 2, 3, 4]])
+    it['regions'][2]['kind'] = 'text'
     it.update(caption='a scene', provenance=dict(boxes='given'), flags=['first_of_3_frames'])
     line = record_line(it, 'run1')
     assert json.loads(line) == dict(
         image='0.jpg', width=20, height=10, source='web', caption='a scene',
         regions=[dict(bbox=[0.0, 0.0, 5.0, 5.0], caption='c', kind='object'),
-                 dict(bbox=[1.23, 2.0, 3.0, 4.0], caption='c', kind='object')],
+                 dict(bbox=[1.23, 2.0, 3.0, 4.0], caption='c', kind='text')],
         provenance=dict(run='run1', boxes='given', flags=['first_of_3_frames']))
     assert it['counts'] == {'write:regions_dropped:bbox_out_of_image': 1} and it['reject'] is None
     plain = _item(1, 20, 10, [[0, 0, 5, 5]])
