@@ -99,10 +99,13 @@ def read_hf_config(path: str) -> dict:
 
 
 def is_loadable(path: str) -> bool:
-    """Whether ``path`` is a complete file that torch's safe loader reads."""
+    """Whether ``path`` is a complete file that :func:`read_checkpoint` reads safely (memory-mapped: a zip
+    file is not read whole; a legacy, non-zip file is, as :func:`read_checkpoint` reads it)."""
+    if not osp.isfile(path):
+        return False
     try:
-        torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 -- truncated, not a zip, not weights-only: not a candidate
+        read_checkpoint(path, mmap=True)
+    except Exception:  # noqa: BLE001 -- truncated, not a checkpoint, not weights-only: not a candidate
         return False
     return True
 

@@ -156,3 +156,114 @@ def test_restore_never_overwrites_a_file_written_since(tmp_path, monkeypatch):
     with pytest.raises(CheckpointSaveError):
         backend.put(b'y', tmp_path / 'iter_2.pth')
     assert float(torch.load(tmp_path / 'iter_1.pth', weights_only=True)['state_dict']['w']) == 2.0
+
+
+def test_delete_takes_files_folders_and_links_but_not_what_a_link_points_to(tmp_path):
+    folder = tmp_path / 'ds'
+    (folder / 'sub').mkdir(parents=True)
+    (folder / 'sub' / 'mp_rank_00_model_states.pt').write_bytes(b'x')
+    target = tmp_path / 'target'
+    target.mkdir()
+    (target / 'keep.pt').write_bytes(b'x')
+    os.symlink(target, tmp_path / 'link')
+    (tmp_path / 'file').write_bytes(b'x')
+    for name in ('ds', 'link', 'file', 'absent'):
+        cio._delete(str(tmp_path / name))
+    assert sorted(os.listdir(tmp_path)) == ['target'] and os.listdir(target) == ['keep.pt']
+
+
+def test_rmtree_moves_a_checkpoint_folder_aside_until_the_next_save(tmp_path, monkeypatch):
+    backend = AtomicLocalBackend()
+    old = tmp_path / 'iter_1.pth'
+    old.mkdir()
+    (old / 'mp_rank_00_model_states.pt').write_bytes(b'x')
+    backend.rmtree(str(old))
+    assert sorted(os.listdir(tmp_path)) == ['.iter_1.pth' + cio._REMOVED_TAG]
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        if cio._TMP_TAG in str(src):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real_replace(src, dst)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(os, 'replace', full_disk)
+        with pytest.raises(CheckpointSaveError, match=r'\(kept: iter_1.pth\)'):
+            backend.put(b'y', tmp_path / 'iter_2.pth')
+    assert os.listdir(old) == ['mp_rank_00_model_states.pt']  # back under its name
+    backend.rmtree(old)
+    backend.put(b'y', tmp_path / 'iter_2.pth')
+    assert sorted(os.listdir(tmp_path)) == ['iter_2.pth']
+
+
+def test_commit_renames_files_and_folders_onto_older_ones(tmp_path):
+    tmp = tmp_path / '.iter_1.pth.tmp'
+    tmp.write_bytes(b'new')
+    cio._commit(str(tmp), str(tmp_path / 'iter_1.pth'))  # nothing under the final name yet
+    assert (tmp_path / 'iter_1.pth').read_bytes() == b'new' and os.listdir(tmp_path) == ['iter_1.pth']
+    tmp.write_bytes(b'newer')
+    cio._commit(str(tmp), str(tmp_path / 'iter_1.pth'))  # onto a file
+    assert (tmp_path / 'iter_1.pth').read_bytes() == b'newer' and os.listdir(tmp_path) == ['iter_1.pth']
+
+    final = tmp_path / 'iter_2.pth'
+    final.mkdir()
+    (final / 'old_states.pt').write_bytes(b'old')
+    stale = tmp_path / ('.iter_2.pth' + cio._REMOVED_TAG)  # what a killed commit left aside
+    stale.mkdir()
+    (stale / 'older_states.pt').write_bytes(b'older')
+    tmp.mkdir()
+    (tmp / 'mp_rank_00_model_states.pt').write_bytes(b'new')
+    cio._commit(str(tmp), str(final))  # onto a folder, which a rename cannot replace
+    assert os.listdir(final) == ['mp_rank_00_model_states.pt']
+    assert sorted(os.listdir(tmp_path)) == ['iter_1.pth', 'iter_2.pth']
+
+
+def test_atomic_strategy_save_writes_under_a_temp_name_and_renames(tmp_path, monkeypatch):
+    calls = []
+
+    def save_checkpoint(filename, *args, **kwargs):
+        """A DeepSpeed-like strategy save: a folder of rank files."""
+        calls.append((filename, args, kwargs))
+        if '://' in filename:
+            return 'remote'
+        assert not osp.exists(tmp_path / 'iter_2.pth')  # the final name appears only once complete
+        os.makedirs(filename)
+        torch.save({'w': torch.ones(1)}, osp.join(filename, 'mp_rank_00_model_states.pt'))
+        return 'saved'
+
+    save = cio.atomic_strategy_save(save_checkpoint)
+    assert save.__granvit_atomic__ is True and save.__name__ == 'save_checkpoint'
+    assert cio.atomic_strategy_save(save) is save  # wrapped once only
+    (tmp_path / ('.iter_2.pth' + cio._STRATEGY_TMP)).write_bytes(b'half-written by a killed run')
+    AtomicLocalBackend().remove(_save(tmp_path / 'iter_1.pth'))  # max_keep_ckpts's removal
+    assert save(str(tmp_path / 'iter_2.pth'), 1, save_optimizer=True) == 'saved'
+    assert calls == [(str(tmp_path / ('.iter_2.pth' + cio._STRATEGY_TMP)), (1, ), dict(save_optimizer=True))]
+    assert sorted(os.listdir(tmp_path)) == ['iter_2.pth']  # the old checkpoint and the stale temp gone
+    assert cio.latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_2.pth')
+    assert save('s3://bucket/iter_3.pth') == 'remote' and calls[-1][0] == 's3://bucket/iter_3.pth'
+
+    def no_space(filename, *args, **kwargs):
+        os.makedirs(filename)
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    AtomicLocalBackend().rmtree(str(tmp_path / 'iter_2.pth'))
+    full = r'iter_4.pth: no space left on device .*\(kept: iter_2.pth\)'
+    with pytest.raises(CheckpointSaveError, match=full):
+        cio.atomic_strategy_save(no_space)(str(tmp_path / 'iter_4.pth'))
+    assert sorted(os.listdir(tmp_path)) == ['iter_2.pth']  # the temp folder gone, the old one back
+
+
+def test_install_atomic_strategy_save(tmp_path):
+    class Strategy:
+        def save_checkpoint(self, filename):
+            with open(filename, 'wb') as f:
+                f.write(b'ckpt')
+
+    strategy = Strategy()
+    cio.install_atomic_strategy_save(strategy)
+    cio.install_atomic_strategy_save(strategy)  # a second install (resume, a second hook) changes nothing
+    assert strategy.save_checkpoint.__granvit_atomic__
+    inner = strategy.save_checkpoint.__wrapped__  # the bound method itself: wrapped once
+    assert inner.__self__ is strategy and inner.__func__ is Strategy.save_checkpoint
+    strategy.save_checkpoint(str(tmp_path / 'iter_1.pth'))
+    assert os.listdir(tmp_path) == ['iter_1.pth'] and (tmp_path / 'iter_1.pth').read_bytes() == b'ckpt'

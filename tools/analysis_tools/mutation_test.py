@@ -51,7 +51,8 @@ GROUPS = {
     # the data engine's filter stage (and the rules it applies), its writer and its atomic shard files
     'data_engine': (['granvit_mm/data_engine/filters.py', 'granvit_mm/data_engine/writer.py',
                      'granvit_mm/data_engine/shards.py', 'granvit_mm/datasets/converters/filters.py'],
-                    ['tests/test_data_engine/test_engine_run.py', 'tests/test_data_engine/test_bad_images.py',
+                    ['tests/test_data_engine/test_filters_writer_shards.py',
+                     'tests/test_data_engine/test_engine_run.py', 'tests/test_data_engine/test_bad_images.py',
                      'tests/test_data_engine/test_resume_and_scale.py',
                      'tests/test_datasets/test_converters.py::test_filter_reports_each_rule']),
     'stage2_eval': (['granvit_mm/xtuner/stage2_eval.py'], ['tests/test_xtuner/test_eval_stage2.py']),
@@ -63,10 +64,16 @@ DESELECT = ['tests/test_engine/test_kill_resume.py',
             'tests/test_models/test_backbones/test_siglip2_conversion.py::test_cli',
             'tests/test_xtuner/test_export_hf_llava.py::test_cli_export_answers_like_the_xtuner_model',
             'tests/test_xtuner/test_export_hf_llava.py::test_wrong_checkpoint_is_refused',
-            'tests/test_xtuner/test_export_hf_llava.py::test_xtuner_convert_pth_to_hf_gives_our_export']
-# groups whose mutated files do not build the session-wide stage-2 test assets
-# (tests/test_xtuner/conftest.py): built once per run of this script instead of once per mutant (seconds each)
-CACHED_ASSETS = {'hf_llava'}
+            'tests/test_xtuner/test_export_hf_llava.py::test_xtuner_convert_pth_to_hf_gives_our_export',
+            # the data engine killed and rerun as a CLI, in a process pool, under Ray: other processes
+            *(f'tests/test_data_engine/test_resume_and_scale.py::{t}' for t in (
+                'test_sigkill_at_two_points_then_rerun_equals_uninterrupted',
+                'test_process_pool_of_two_writes_the_loops_bytes',
+                'test_ray_data_on_two_local_cpus_writes_the_loops_bytes'))]
+# groups whose mutated files do not build the session-wide test assets (the stage-2 ones of
+# tests/test_xtuner/conftest.py, the GranSynth and stage-1 captioner of tests/test_data_engine/conftest.py):
+# built once per run of this script instead of once per mutant (seconds each)
+CACHED_ASSETS = {'hf_llava', 'data_engine'}
 COPIED = ['configs', 'tools', 'projects']  # what the tests read from the repository besides the package
 
 
@@ -104,6 +111,8 @@ def mutmut(work: str, *args: str, capture: bool = False):
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH='')
     if osp.basename(work) in CACHED_ASSETS:
         env['GRANVIT_TEST_ASSETS'] = osp.join(work, 'assets')
+    # tests/test_data_engine/conftest.py then runs a mutant's tests fastest first (by mutmut's own timings)
+    env['GRANVIT_FAST_TESTS_FIRST'] = osp.join(work, 'mutants', 'mutmut-stats.json')
     # ``python -m mutmut``: the venv's ``mutmut`` script may carry another tree's interpreter path
     return subprocess.run([sys.executable, '-m', 'mutmut', *args], cwd=work, env=env, text=True, check=False,
                           stdout=subprocess.PIPE if capture else None)
