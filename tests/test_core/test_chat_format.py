@@ -99,6 +99,14 @@ def test_tokenizer_without_eos_and_empty_pieces_are_not_encoded():
     assert enc.stop_token_ids() == [1001]
 
 
+def test_template_round_is_the_first():
+    """Templates that number the turns (``{round}``) number each region turn as the first."""
+    tok = CharTokenizer()
+    enc = ChatTemplateEncoder(tok, dict(QWEN_CHAT, INSTRUCTION='#{round} U: {input} #{round} A: '))
+    assert tok.decode(enc.prefix_ids) == '#1 U: '
+    assert tok.decode(enc.prompt_ids('Q')) == '\nQ #1 A: '
+
+
 def test_template_must_put_the_image_first():
     tok = CharTokenizer()
     with pytest.raises(ValueError):  # the image token written into the template itself: no single split
