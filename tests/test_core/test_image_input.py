@@ -134,3 +134,33 @@ def test_image_list_refuses_what_is_not_an_image():
         image_list(5)
     assert str(err.value) == ('cannot read an image from int: give a PIL image, an HxWx3 / 3xHxW array, '
                               'a path, or a batch or list of them')
+
+
+def test_as_rgb_uint8_converts_every_pil_mode_and_grad_tensors(tmp_path):
+    from PIL import Image
+    rgb = _rgb()
+    for mode in ['P', 'LA', 'CMYK', 'L', 'RGBA', 'I;16']:
+        im = Image.fromarray(rgb).convert(mode) if mode != 'I;16' else \
+            Image.fromarray((rgb[..., 0].astype(np.uint16) * 200)).convert('I;16')
+        want = np.asarray(im.convert('RGB'))
+        np.testing.assert_array_equal(as_rgb_uint8(im), want)
+        if mode in ('P', 'L', 'RGBA'):
+            path = str(tmp_path / f'{mode}.png')
+            im.save(path)
+            np.testing.assert_array_equal(as_rgb_uint8(path), want)
+    grad = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1).requires_grad_()
+    np.testing.assert_array_equal(as_rgb_uint8(grad), rgb)
+
+
+def test_as_rgb_uint8_channel_axis_edge_cases():
+    rgb = _rgb()
+    rgba = np.concatenate([rgb, np.full((5, 7, 1), 9, np.uint8)], axis=-1)
+    for hwc in [rgb[:3], rgb[:4, :3], rgba[:3], rgba[:1]]:  # heights of 1, 3, 4: still HxWxC
+        np.testing.assert_array_equal(as_rgb_uint8(hwc), hwc[..., :3])
+    chw = rgb[:4].transpose(2, 0, 1)  # 3x4x7: a width of 7 tells it apart
+    np.testing.assert_array_equal(as_rgb_uint8(chw), rgb[:4])
+    mask = as_rgb_uint8(np.array([[True, False]]))
+    assert mask.dtype == np.uint8 and mask.tolist() == [[[255] * 3, [0] * 3]]
+    # floats up to 1 are [0, 1] images; above 1, they are levels (1.5 is not scaled)
+    np.testing.assert_array_equal(as_rgb_uint8(np.array([[0.5, 1.5]]))[..., 0], [[0, 2]])
+    np.testing.assert_array_equal(as_rgb_uint8(np.array([[0.5, 1.0]]))[..., 0], [[128, 255]])
