@@ -163,6 +163,9 @@ OUTSIDE = 'lies more than 2 px outside the 40x30 image'
     ([5, 5, 9, 5.5], 'bbox_degenerate', 'bbox [5, 5, 9, 5.5] is narrower or shorter than 1 px (zero-area)'),
     ([40, 0, 42, 9], 'bbox_degenerate', 'bbox [40, 0, 42, 9] is narrower or shorter than 1 px (zero-area)'),
     ([0, -2, 9, 0], 'bbox_degenerate', 'bbox [0, -2, 9, 0] is narrower or shorter than 1 px (zero-area)'),
+    ([1, 5, 9, 5], 'bbox_degenerate', 'bbox [1, 5, 9, 5] is narrower or shorter than 1 px (zero-area)'),
+    ([-2, 0, -1, 9], 'bbox_degenerate', 'bbox [-2, 0, -1, 9] is narrower or shorter than 1 px (zero-area)'),
+    ([-2, 0, 0.5, 9], 'bbox_degenerate', 'bbox [-2, 0, 0.5, 9] is narrower or shorter than 1 px (zero-area)'),
 ])
 def test_bad_boxes_and_their_words(bbox, why, message):
     err = error(rec(regions=[region([1, 1, 9, 9]), region(bbox)]))
