@@ -81,6 +81,9 @@ def test_unknown_keys_are_refused_by_name():
     with pytest.raises(KeyError) as err:
         sk.convert_siglip_vision(many)
     assert err.value.args[0] == f'unexpected vision tower keys: {[f"x{i}" for i in range(8)]}'
+    # position-id buffers (non-persistent in HF, saved by some versions) are not weights: ignored anywhere
+    buffers = dict(hf_state(), **{'vision_model.position_ids': torch.arange(4)})
+    assert set(sk.convert_siglip_vision(buffers)) == set(sk.convert_siglip_vision(hf_state()))
     assert sk.num_layers_in(sk.strip_vision_prefix(hf_state(layers=3))) == 3
     assert sk.num_layers_in({'encoder.layers.7.mlp.fc1.weight': 0}) == 8
     assert sk.num_layers_in({}) == 0
@@ -158,6 +161,16 @@ def test_resize_pos_embed():
     out = sk.resize_pos_embed(pos4, (4, 4), (3, 2), 'bilinear', True)
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
     assert (ref - sk.resize_pos_embed(pos4, (4, 4), (3, 2), 'bilinear')).abs().max() > 0.01
+    # a non-square source grid (row-major, H x W)
+    rect = torch.arange(2 * 3, dtype=torch.float32).reshape(1, 6, 1)
+    out = sk.resize_pos_embed(rect, (2, 3), (4, 6), mode='nearest')
+    assert out.reshape(4, 6).tolist() == [[0, 0, 1, 1, 2, 2]] * 2 + [[3, 3, 4, 4, 5, 5]] * 2
+    # modes that take no align_corners
+    for mode in ('area', 'nearest-exact'):
+        out = sk.resize_pos_embed(pos4, (4, 4), (2, 2), mode)
+        ref = torch.nn.functional.interpolate(pos4.reshape(1, 4, 4, 3).permute(0, 3, 1, 2), size=(2, 2),
+                                              mode=mode)
+        torch.testing.assert_close(out, ref.permute(0, 2, 3, 1).reshape(1, 4, 3), rtol=0, atol=0)
     half = sk.resize_pos_embed(pos.half(), (2, 2), (3, 3))
     assert half.dtype == torch.float16 and half.shape == (1, 9, 3)
     with pytest.raises(AssertionError) as err:
