@@ -44,3 +44,31 @@ def test_prompts_are_the_papers_words():
         '[0.125, 0.300, 0.482, 0.911] in no more than 10 words.')
     assert prompts.caption2bbox_question('a red cube') == (
         'Please provide the bounding box coordinate of the region this sentence describes: a red cube')
+
+
+def test_coordinates_outside_the_square_are_clipped_to_it():
+    box = [-0.2, 0.5, 1.3, 1.0]
+    assert format_box(box) == '[0.000, 0.500, 1.000, 1.000]'
+    assert format_box(box, 'int999') == '[0, 500, 999, 999]'
+    assert format_box(box, 'xtuner_refcoco') == '{<0><50><99><99>}'
+
+
+def test_quantum_is_half_a_step_of_each_style():
+    """The tolerance the round-trip test and the metrics allow: exactly half the last digit's step."""
+    assert box_quantum() == box_quantum('decimal3') == 0.0005
+    assert box_quantum('int999') == 0.5 / 999
+    assert box_quantum('xtuner_refcoco') == 0.5 / 99
+    # and it is tight: a coordinate half a step from a grid point rounds by exactly the quantum
+    assert abs(parse_box(format_box([0.0015, 0, 1, 1]))[0] - 0.0015) == pytest.approx(box_quantum())
+    with pytest.raises(ValueError, match='unknown box style'):
+        box_quantum('xywh')
+
+
+def test_prompts_write_the_box_in_the_given_style():
+    box = [0.125, 0.3, 0.482, 0.911]
+    assert prompts.bbox2caption_question(box, 'int999') == (
+        'Describe the content contained within the normalized bounding box coordinates '
+        '[125, 300, 482, 910] in no more than 10 words.')
+    assert prompts.caption2bbox_answer(box) == '[0.125, 0.300, 0.482, 0.911]'
+    assert prompts.caption2bbox_answer(box, 'xtuner_refcoco') == '{<12><30><48><90>}'
+    assert prompts.TASKS == ('global_caption', 'bbox2caption', 'caption2bbox')
