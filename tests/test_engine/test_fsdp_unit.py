@@ -94,3 +94,75 @@ def test_default_wrapper_and_a_given_device_are_kept(one_process_group):
     strategy = GranViTFSDPStrategy(model_wrapper=dict(type='MMFullyShardedDataParallel', device_id=device))
     strategy._wrap_model(nn.Sequential(nn.Linear(2, 2)))
     assert strategy.model_wrapper['device_id'] is device
+
+
+class _OneOptimiserPerModule:
+    """A multi-optimiser constructor (``optim_wrapper=dict(constructor=..., <name>=<wrapper cfg>)``): one
+    optim wrapper per named submodule, in MMEngine's OptimWrapperDict."""
+
+    def __init__(self, optim_wrapper_cfg, paramwise_cfg=None):
+        # FSDPStrategy adds type='OptimWrapper' at the top level: not a submodule's
+        self.cfgs = {name: cfg for name, cfg in optim_wrapper_cfg.items() if isinstance(cfg, dict)}
+
+    def __call__(self, model):
+        from mmengine.optim import OptimWrapperDict, build_optim_wrapper
+        return OptimWrapperDict(**{name: build_optim_wrapper(getattr(model, name), cfg)
+                                   for name, cfg in self.cfgs.items()})
+
+
+class _TwoParts(_Recorder):
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(2, 1)
+
+
+def test_each_optimiser_of_an_optim_wrapper_dict_clips_through_the_fsdp_module():
+    """Several optimisers (MMEngine's OptimWrapperDict): each one that clips by norm clips through the FSDP
+    module's global norm, as a single OptimWrapper does; clipping by value is left alone."""
+    from mmengine.optim import OptimWrapperDict
+    model = _TwoParts()
+    built = GranViTFSDPStrategy().build_optim_wrapper(dict(
+        constructor=_OneOptimiserPerModule,
+        lin=dict(type='OptimWrapper', optimizer=SGD, clip_grad=dict(max_norm=0.5, norm_type=3.0)),
+        head=dict(type='OptimWrapper', optimizer=SGD, clip_grad=dict(type='value', clip_value=1.0))), model)
+    assert isinstance(built, OptimWrapperDict) and sorted(built.keys()) == ['head', 'lin']
+    assert isinstance(built['lin'].clip_func, functools.partial)
+    assert built['lin'].clip_func.func is _clip_sharded_grad_norm and built['lin'].clip_func.args == (model,)
+    assert built['head'].clip_func is torch.nn.utils.clip_grad_value_
+    model.lin.weight.grad = torch.ones(2, 2)
+    model.lin.bias.grad = torch.ones(2)
+    built['lin']._clip_grad()
+    assert model.calls == [(0.5, 3.0)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
+@pytest.mark.parametrize('asked', [None, False, True])
+def test_states_are_broadcast_only_when_asked(one_process_group, monkeypatch, asked):
+    """rank 0's weights are broadcast (``sync_module_states``) only when the config asks: never by default,
+    which would overwrite every other rank's weights."""
+    import granvit_mm.engine.fsdp as fsdp
+    calls = []
+    monkeypatch.setattr(fsdp, '_broadcast_from_rank0', calls.append)
+    wrapper = dict(type='MMFullyShardedDataParallel')
+    if asked is not None:
+        wrapper['sync_module_states'] = asked
+    model = nn.Sequential(nn.Linear(2, 2))
+    GranViTFSDPStrategy(model_wrapper=wrapper)._wrap_model(model)
+    assert calls == ([model] if asked else [])
+
+
+def test_states_are_not_broadcast_without_a_process_group(monkeypatch):
+    """``sync_module_states=True`` in a run without a process group (nothing to sync with): no broadcast."""
+    from mmengine._strategy import FSDPStrategy
+
+    import granvit_mm.engine.fsdp as fsdp
+    assert not dist.is_initialized()
+    calls = []
+    monkeypatch.setattr(fsdp, '_broadcast_from_rank0', calls.append)
+    monkeypatch.setattr(FSDPStrategy, '_wrap_model', lambda self, model: model)  # FSDP needs a group
+    model = nn.Sequential(nn.Linear(2, 2))
+    strategy = GranViTFSDPStrategy(model_wrapper=dict(type='MMFullyShardedDataParallel',
+                                                      sync_module_states=True))
+    assert strategy._wrap_model(model) is model and calls == []
+    assert 'sync_module_states' not in strategy.model_wrapper

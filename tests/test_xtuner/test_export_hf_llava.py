@@ -292,3 +292,132 @@ def test_projector_of_another_depth_is_refused():
     model = SimpleNamespace(projector=SimpleNamespace(config=SimpleNamespace(depth=3)))
     with pytest.raises(ValueError, match='2-layer projector; this one has depth 3'):
         to_hf_llava(model, tokenizer=None)
+
+
+def llama3_style_tokenizer(llm_dir):
+    """The tiny tokenizer made like Llama 3's where the export depends on it: a BOS on every encoding (a
+    post-processor that adds it), the llama3_chat template's special tokens, and no pad token."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    tokenizer.add_special_tokens(dict(bos_token='<|begin_of_text|>', additional_special_tokens=[
+        '<|start_header_id|>', '<|end_header_id|>', '<|eot_id|>']))
+    bos = ('<|begin_of_text|>', tokenizer.bos_token_id)
+    tokenizer._tokenizer.post_processor = TemplateProcessing(single='<|begin_of_text|> $A',
+                                                             pair='<|begin_of_text|> $A $B',
+                                                             special_tokens=[bos])
+    tokenizer.pad_token = None
+    assert tokenizer.encode('<|eot_id|>') == [tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids(
+        '<|eot_id|>')] and tokenizer.pad_token_id is None
+    return tokenizer
+
+
+def test_export_follows_a_llama3_style_tokenizer_and_template(tiny_llm_dir, encoder_dir):
+    """Another LLM family's tokenizer and template (xtuner's llama3_chat): generation stops at that
+    template's stop words, the end-of-turn token found without the tokenizer's BOS becomes its eos, the
+    tokenizer's BOS is kept, and with no pad token generation pads with eos."""
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    from granvit_mm.core.chat_format import QWEN_CHAT, ChatTemplateEncoder
+    from granvit_mm.xtuner.hf_llava import end_of_turn_token, llava_chat_template, to_hf_llava
+    template = dict(PROMPT_TEMPLATE.llama3_chat)
+    tokenizer = llama3_style_tokenizer(tiny_llm_dir)
+    eot, eos = tokenizer.convert_tokens_to_ids('<|eot_id|>'), tokenizer.eos_token_id
+    assert end_of_turn_token(tokenizer, template) == '<|eot_id|>'
+    stop_ids = ChatTemplateEncoder(tokenizer, template).stop_token_ids()
+    assert stop_ids == [eos, eot] != ChatTemplateEncoder(tokenizer, QWEN_CHAT).stop_token_ids()
+    hf, processor = to_hf_llava(build_llava(tiny_llm_dir, encoder_dir).eval(), tokenizer, template)
+    g = hf.generation_config
+    assert g.eos_token_id == stop_ids
+    assert g.bos_token_id == tokenizer.bos_token_id is not None
+    assert g.pad_token_id == eos and hf.config.pad_token_id is None
+    assert processor.tokenizer.eos_token == '<|eot_id|>' and processor.tokenizer.eos_token_id == eot
+    assert processor.chat_template == llava_chat_template(template)
+    assert end_of_turn_token(tokenizer, dict(template, SUFFIX='<|begin_of_text|><|eot_id|>')) is None
+
+
+def test_export_keeps_the_projector_activation_bias_and_the_llm_dtype(tiny_llm_dir, encoder_dir):
+    """A projector with another activation (SiLU) and no biases (XTuner's ``ProjectorConfig`` allows both;
+    ``to_hf_llava`` takes any model with such a projector), and an LLM in bfloat16: the LLaVA projector
+    computes what XTuner's does, and the whole export is in the LLM's dtype."""
+    from transformers import AutoTokenizer
+    from xtuner.model.modules import ProjectorConfig, ProjectorModel
+
+    from granvit_mm.xtuner.hf_llava import to_hf_llava
+    torch.manual_seed(0)
+    stage1 = ProjectorModel.from_pretrained(osp.join(encoder_dir, 'projector'))
+    c = stage1.config
+    projector = ProjectorModel(ProjectorConfig(visual_hidden_size=c.visual_hidden_size,
+                                               llm_hidden_size=c.llm_hidden_size, depth=2, hidden_act='silu',
+                                               bias=False))
+    with torch.no_grad():
+        for p in projector.parameters():
+            p.normal_(0, p.shape[-1] ** -0.5)  # activations of about 1, where SiLU and GELU differ
+    model = build_llava(tiny_llm_dir, encoder_dir).eval()
+    model.projector = projector.eval()  # XTuner's LLaVAModel builds the default (GELU, biases)
+    model.llm.to(torch.bfloat16)
+    x = torch.randn(3, c.visual_hidden_size)
+    with torch.no_grad():
+        expected = model.projector(x).float()
+    hf, _ = to_hf_llava(model, AutoTokenizer.from_pretrained(tiny_llm_dir))
+    assert hf.config.projector_hidden_act == 'silu' and hf.config.multimodal_projector_bias is False
+    assert {p.dtype for p in hf.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        got = hf.multi_modal_projector(x.bfloat16()).float()
+    scale = expected.abs().max()
+    assert (got - expected).abs().max() < 0.02 * scale  # bfloat16 rounding: 0.006
+    with torch.no_grad():
+        gelu = torch.nn.functional.gelu(x @ projector.model[0].weight.T) @ projector.model[2].weight.T
+    assert (gelu - expected).abs().max() > 0.07 * scale  # GELU in place of SiLU: 0.14
+
+
+def test_visual_encoder_lora_is_merged_into_the_export(tiny_llm_dir, encoder_dir):
+    """A visual encoder tuned with LoRA (XTuner's ``visual_encoder_lora``): the export's vision tower is the
+    plain SiglipVisionModel with the adapters merged, and answers as the XTuner model does."""
+    from peft import LoraConfig
+    from transformers import AutoTokenizer, SiglipVisionModel
+
+    from granvit_mm.xtuner.hf_llava import to_hf_llava
+    model = build_llava(tiny_llm_dir, encoder_dir,
+                        visual_encoder_lora=LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, bias='none',
+                                                       target_modules=['q_proj', 'v_proj', 'fc1']),
+                        use_activation_checkpointing=False).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # trained adapters: B != 0, so LoRA changes the visual tokens
+        for name, p in model.visual_encoder.named_parameters():
+            if 'lora_B' in name:
+                p.normal_(0, 0.5)
+    pixels = torch.randn(1, 3, model.visual_encoder.config.image_size, model.visual_encoder.config.image_size)
+    with torch.no_grad():
+        expected = model.visual_encoder(pixels, output_hidden_states=True).hidden_states[-1]
+        with model.visual_encoder.disable_adapter():
+            plain = model.visual_encoder(pixels, output_hidden_states=True).hidden_states[-1]
+    assert not torch.allclose(expected, plain, atol=1e-3)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    images = sample_images(2)
+    answers = xtuner_answers(model, tokenizer, images)
+    hf, processor = to_hf_llava(model, tokenizer)
+    assert type(hf.vision_tower) is SiglipVisionModel
+    assert not any('lora' in k or 'base_layer' in k for k in hf.state_dict())
+    with torch.no_grad():
+        got = hf.vision_tower(pixels, output_hidden_states=True).hidden_states[-1]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert hf_answers(hf, processor, images) == answers
+
+
+def test_save_hf_llava_without_a_prompt_template_writes_qwen_chat(tiny_llm_dir, encoder_dir, tmp_path):
+    """A config with no ``prompt_template``: the export uses qwen_chat, the default of every part."""
+    from mmengine.config import Config
+    from transformers import AutoProcessor, AutoTokenizer, GenerationConfig
+
+    from granvit_mm.core.chat_format import QWEN_CHAT, ChatTemplateEncoder
+    from granvit_mm.xtuner.hf_llava import llava_chat_template, save_hf_llava
+    cfg = Config.fromfile(tiny_config(tmp_path, tiny_llm_dir, encoder_dir))
+    cfg.pop('prompt_template')
+    assert cfg.get('prompt_template') is None
+    out = save_hf_llava(build_llava(tiny_llm_dir, encoder_dir).eval(), cfg, str(tmp_path / 'hf'))
+    processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+    assert processor.chat_template == llava_chat_template(QWEN_CHAT)
+    assert processor.tokenizer.eos_token == '<|im_end|>'
+    stop_ids = ChatTemplateEncoder(AutoTokenizer.from_pretrained(tiny_llm_dir), QWEN_CHAT).stop_token_ids()
+    assert GenerationConfig.from_pretrained(out).eos_token_id == stop_ids
