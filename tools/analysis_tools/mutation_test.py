@@ -121,7 +121,7 @@ def mutmut(work: str, *args: str, capture: bool = False):
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH='')
     if osp.basename(work) in CACHED_ASSETS:
         env['GRANVIT_TEST_ASSETS'] = osp.join(work, 'assets')
-    # tests/test_data_engine/conftest.py then runs a mutant's tests fastest first (by mutmut's own timings)
+    # tests/conftest.py then runs a mutant's tests fastest first (by mutmut's own timings)
     env['GRANVIT_FAST_TESTS_FIRST'] = osp.join(work, 'mutants', 'mutmut-stats.json')
     # ``python -m mutmut``: the venv's ``mutmut`` script may carry another tree's interpreter path
     return subprocess.run([sys.executable, '-m', 'mutmut', *args], cwd=work, env=env, text=True, check=False,
