@@ -79,7 +79,7 @@ class GranViTFSDPStrategy(FSDPStrategy):
             device = torch.device('cpu')
             if self.model_wrapper.get('device_id') is None:
                 self.model_wrapper['device_id'] = 'cpu'
-            osd = getattr(self, 'optim_state_dict_config', None)
+            osd = self.optim_state_dict_config  # set by FSDPStrategy.__init__
             if isinstance(osd, FullOptimStateDictConfig) and osd.offload_to_cpu:  # already on the CPU
                 self.optim_state_dict_config = FullOptimStateDictConfig(rank0_only=osd.rank0_only,
                                                                         offload_to_cpu=False)

@@ -166,3 +166,31 @@ def test_states_are_not_broadcast_without_a_process_group(monkeypatch):
                                                       sync_module_states=True))
     assert strategy._wrap_model(model) is model and calls == []
     assert 'sync_module_states' not in strategy.model_wrapper
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
+def test_cpu_gathers_the_full_optimiser_state_without_offload(monkeypatch):
+    """On CPU a full optimiser state is gathered with ``offload_to_cpu=False`` (torch's gather reuses one
+    buffer and counts on the offload's copy, a no-op on CPU tensors); ``rank0_only`` is kept, and other
+    state-dict configs are left as configured."""
+    from mmengine._strategy import FSDPStrategy
+    from torch.distributed.fsdp import (FullOptimStateDictConfig, LocalOptimStateDictConfig,
+                                        ShardedOptimStateDictConfig, StateDictType)
+    monkeypatch.setattr(FSDPStrategy, '_wrap_model', lambda self, model: model)
+    for rank0_only in (True, False):
+        osd = FullOptimStateDictConfig(rank0_only=rank0_only, offload_to_cpu=True)
+        strategy = GranViTFSDPStrategy(state_dict_cfg=dict(state_dict_type='FULL_STATE_DICT',
+                                                           optim_state_dict_config=osd))
+        strategy._wrap_model(nn.Linear(2, 2))
+        new = strategy.optim_state_dict_config
+        assert isinstance(new, FullOptimStateDictConfig)
+        assert (new.offload_to_cpu, new.rank0_only) == (False, rank0_only)
+    full = GranViTFSDPStrategy(state_dict_cfg='full')  # MMEngine's 'full': rank0_only and offload
+    full._wrap_model(nn.Linear(2, 2))
+    new = full.optim_state_dict_config
+    assert (new.offload_to_cpu, new.rank0_only) == (False, True)
+    for osd in (ShardedOptimStateDictConfig(offload_to_cpu=True), LocalOptimStateDictConfig()):
+        strategy = GranViTFSDPStrategy(state_dict_cfg=dict(state_dict_type=StateDictType.SHARDED_STATE_DICT,
+                                                           optim_state_dict_config=osd))
+        strategy._wrap_model(nn.Linear(2, 2))
+        assert strategy.optim_state_dict_config is osd
