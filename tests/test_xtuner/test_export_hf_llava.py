@@ -334,6 +334,9 @@ def test_export_follows_a_llama3_style_tokenizer_and_template(tiny_llm_dir, enco
     assert processor.tokenizer.eos_token == '<|eot_id|>' and processor.tokenizer.eos_token_id == eot
     assert processor.chat_template == llava_chat_template(template)
     assert end_of_turn_token(tokenizer, dict(template, SUFFIX='<|begin_of_text|><|eot_id|>')) is None
+    tokenizer.pad_token = '<|begin_of_text|>'  # a pad token of its own, not eos: generation pads with it
+    hf, _ = to_hf_llava(build_llava(tiny_llm_dir, encoder_dir).eval(), tokenizer, template)
+    assert hf.generation_config.pad_token_id == tokenizer.pad_token_id != eos
 
 
 def test_export_keeps_the_projector_activation_bias_and_the_llm_dtype(tiny_llm_dir, encoder_dir):
