@@ -49,17 +49,30 @@ class RegionDistillLoss(nn.Module):
         roi_size: side of the compared region grids (ours 7).
         max_regions: boxes per image that are distilled (ours 4).
         loss_weight: lambda in ``L = L_caption + lambda * L_distill`` (paper: 1).
-        feature_norm: None (paper: MSE of the raw features) or 'layernorm': a parameter-free LayerNorm over
+        feature_norm: None (paper: MSE of the raw features), 'layernorm': a parameter-free LayerNorm over
             channels on both sides before the MSE, which makes the loss blind to the feature scale. Raw MSE
             lets the student lower the loss by rescaling its features (e.g. its final LayerNorm gain) and the
-            EMA teacher follows, a runaway seen on the tiny from-scratch ViT.
+            EMA teacher follows, a runaway seen on the tiny from-scratch ViT. 'centered_layernorm' first
+            removes, per channel, the mean over all compared tokens of each side: a shared offset, which
+            lowers the 'layernorm' loss by making every token alike, then earns nothing
+            (docs/toy_grounding.md).
+        teacher_input: what the teacher encodes. 'crop' (the paper's words): each box cut out and resized to
+            ``crop_size``, its patch grid pooled. 'crop_in_place' (ours): each box cut out and kept where it
+            is, at the image's size and scale, everything outside it set to the pad colour (0 after
+            normalisation), the teacher's map RoIAligned at the box like the student's; the teacher still sees
+            the region alone, but in the student's frame (the same position codes and patch scale). Neither
+            keeps the tiny ViT's compared layer readable for grounding (docs/toy_grounding.md).
     """
 
     def __init__(self, crop_size: int = 224, roi_size: int = 7, max_regions: int = 4,
-                 loss_weight: float = 1.0, feature_norm: Optional[str] = None):
+                 loss_weight: float = 1.0, feature_norm: Optional[str] = None, teacher_input: str = 'crop'):
         super().__init__()
-        if feature_norm not in (None, 'layernorm'):
-            raise ValueError(f"feature_norm must be None or 'layernorm', got {feature_norm!r}")
+        if teacher_input not in ('crop', 'crop_in_place'):
+            raise ValueError(f"teacher_input must be 'crop' or 'crop_in_place', got {teacher_input!r}")
+        self.teacher_input = teacher_input
+        if feature_norm not in (None, 'layernorm', 'centered_layernorm'):
+            raise ValueError("feature_norm must be None, 'layernorm' or 'centered_layernorm', "
+                             f'got {feature_norm!r}')
         self.feature_norm = feature_norm
         self.crop_size = crop_size
         self.roi_size = roi_size
@@ -73,6 +86,16 @@ class RegionDistillLoss(nn.Module):
         """(B, 3, S, S) images, (K, 5) rois in image pixels -> (K, 3, crop_size, crop_size)."""
         return _roi_align(images, rois, self.crop_size, 1.0).to(images.dtype)
 
+    def crops_in_place(self, images: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) images, (K, 5) rois -> (K, 3, S, S): image ``k`` keeps only the pixels whose centre
+        lies in box ``k``; the rest is 0 (the normalised pad colour)."""
+        h, w = images.shape[-2:]
+        ys = torch.arange(h, device=images.device, dtype=torch.float32) + 0.5
+        xs = torch.arange(w, device=images.device, dtype=torch.float32) + 0.5
+        x1, y1, x2, y2 = (rois[:, i, None].float() for i in range(1, 5))
+        inside = (((ys >= y1) & (ys <= y2))[:, :, None] & ((xs >= x1) & (xs <= x2))[:, None, :])
+        return images[rois[:, 0].long()] * inside[:, None].to(images.dtype)
+
     def student_regions(self, featmap: torch.Tensor, rois: torch.Tensor, image_width: int) -> torch.Tensor:
         """(B, C, h, w) student map -> (K, C, roi_size, roi_size) at the boxes (image-pixel rois)."""
         return _roi_align(featmap, rois, self.roi_size, featmap.shape[-1] / image_width)
@@ -84,7 +107,10 @@ class RegionDistillLoss(nn.Module):
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         if self.feature_norm is None:
             return x.float()
-        return F.layer_norm(x.float().movedim(1, -1), (x.shape[1], )).movedim(-1, 1)
+        x = x.float()
+        if self.feature_norm == 'centered_layernorm':
+            x = x - x.mean(dim=(0, 2, 3), keepdim=True)  # the offset all compared tokens share, per channel
+        return F.layer_norm(x.movedim(1, -1), (x.shape[1], )).movedim(-1, 1)
 
     def mse(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Unweighted MSE of (K, C, r, r) region grids (the target takes no gradient)."""
@@ -110,6 +136,12 @@ class RegionDistillLoss(nn.Module):
         if factor <= 0 or rois.shape[0] == 0:
             return dict(loss_distill=zero, mse_distill=zero.detach())
         with torch.no_grad():
-            target = self.teacher_regions(teacher(self.crops(images, rois)))
+            if self.teacher_input == 'crop_in_place':
+                own = torch.cat([torch.arange(len(rois), device=rois.device, dtype=rois.dtype)[:, None],
+                                 rois[:, 1:]], dim=1)  # crop k is teacher image k
+                maps = teacher(self.crops_in_place(images, rois))
+                target = self.student_regions(maps, own, images.shape[-1])
+            else:
+                target = self.teacher_regions(teacher(self.crops(images, rois)))
         mse = self.mse(self.student_regions(featmap, rois, images.shape[-1]), target)
         return dict(loss_distill=mse * (self.loss_weight * factor), mse_distill=mse.detach())

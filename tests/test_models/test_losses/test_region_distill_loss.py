@@ -160,15 +160,84 @@ def test_layernorm_forward_end_to_end():
 
 
 def test_unknown_feature_norm_is_refused():
-    with pytest.raises(ValueError, match="feature_norm must be None or 'layernorm', got 'l2'"):
+    with pytest.raises(ValueError,
+                       match="feature_norm must be None, 'layernorm' or 'centered_layernorm', got 'l2'"):
         RegionDistillLoss(feature_norm='l2')
+    with pytest.raises(ValueError, match="teacher_input must be 'crop' or 'crop_in_place', got 'full'"):
+        RegionDistillLoss(teacher_input='full')
+
+
+def test_centered_layernorm_is_the_formula_and_ignores_a_shared_offset():
+    """Each side minus its per-channel mean over all compared tokens, then LayerNorm: an offset added to every
+    student token (the shortcut 'layernorm' rewards, docs/toy_grounding.md) leaves the loss unchanged."""
+    student, target = _regions(2)
+    loss = RegionDistillLoss(feature_norm='centered_layernorm')
+
+    def centred(x):
+        return _plain_layernorm(x - x.mean(dim=(0, 2, 3), keepdim=True))
+
+    expected = ((centred(student) - centred(target)) ** 2).mean()
+    torch.testing.assert_close(loss.mse(student, target), expected, atol=1e-6, rtol=1e-5)
+    offset = torch.linspace(-20.0, 20.0, student.shape[1]).view(1, -1, 1, 1)
+    torch.testing.assert_close(loss.mse(student + offset, target), expected, atol=1e-5, rtol=1e-4)
+    ln = RegionDistillLoss(feature_norm='layernorm')
+    assert abs(float(ln.mse(student + offset, target)) - float(expected)) > 0.5
+    # the plain 'layernorm' loss falls when the student's tokens share a large offset and the target's do too
+    assert float(ln.mse(student + offset, target + offset)) < 0.5 * float(ln.mse(student, target))
+
+
+def test_crop_in_place_keeps_the_box_where_it_is_and_blanks_the_rest():
+    """teacher_input='crop_in_place': teacher image k is the image of box k with every pixel whose centre is
+    outside the box set to 0, at full size, and its map is RoIAligned at box k like the student's."""
+    torch.manual_seed(0)
+    img = torch.randn(2, 3, 32, 32)
+    boxes = [torch.tensor([[4., 8., 20., 28.]]), torch.tensor([[0., 0., 32., 16.], [8., 12., 16., 16.]])]
+    loss = RegionDistillLoss(roi_size=2, teacher_input='crop_in_place')
+    rois = loss.rois(boxes)
+    crops = loss.crops_in_place(img, rois)
+    assert crops.shape == (3, 3, 32, 32)
+    for k, (b, x1, y1, x2, y2) in enumerate(rois.long().tolist()):
+        inside = torch.zeros(32, 32, dtype=torch.bool)
+        inside[y1:y2, x1:x2] = True
+        assert torch.equal(crops[k][:, inside], img[b][:, inside])
+        assert (crops[k][:, ~inside] == 0).all()
+    seen = []
+
+    def teacher(x):
+        seen.append(tuple(x.shape))
+        return _backbone(x)
+
+    out = loss(img, _backbone(img), boxes, teacher)
+    assert seen == [(3, 3, 32, 32)]
+    own = torch.cat([torch.arange(3.)[:, None], rois[:, 1:]], dim=1)  # teacher image k holds box k
+    expected = ((loss.student_regions(_backbone(img), rois, 32)
+                 - loss.student_regions(_backbone(crops), own, 32)) ** 2).mean()
+    torch.testing.assert_close(out['mse_distill'], expected, atol=1e-7, rtol=1e-5)
+    # RoIAlign's edge samples reach the blanked patches just outside the box: small, not zero
+    assert 0.0 < float(expected) < 0.01
+    # the paper's resized crop of the same aligned boxes goes through crop_size, not the image size
+    RegionDistillLoss(crop_size=8, roi_size=2)(img, _backbone(img), boxes, teacher)
+    assert seen[-1] == (3, 3, 8, 8)
+
+
+def test_crop_in_place_keeps_a_pixel_whose_centre_is_on_the_box_edge():
+    """A pixel belongs to the box when its centre lies in it, edges included: a box from 3.5 to 7.5 keeps
+    columns 3-7 (centres 3.5-7.5), one from 2.5 to 5.5 keeps rows 2-5; a non-square image keeps rows and
+    columns apart."""
+    img = torch.ones(1, 1, 8, 12)
+    crop = RegionDistillLoss(teacher_input='crop_in_place').crops_in_place(
+        img, torch.tensor([[0., 3.5, 2.5, 7.5, 5.5]]))
+    expected = torch.zeros(8, 12)
+    expected[2:6, 3:8] = 1
+    assert torch.equal(crop[0, 0], expected)
 
 
 def test_documented_defaults():
-    """The defaults the docstring states (ours: 224 crops, 7x7 grids, 4 regions, weight 1, raw MSE)."""
+    """The defaults the docstring states (ours: 224 crops, 7x7 grids, 4 regions, weight 1, raw MSE, the
+    paper's resized crops)."""
     loss = RegionDistillLoss()
-    assert (loss.crop_size, loss.roi_size, loss.max_regions, loss.loss_weight, loss.feature_norm) == \
-        (224, 7, 4, 1.0, None)
+    assert (loss.crop_size, loss.roi_size, loss.max_regions, loss.loss_weight, loss.feature_norm,
+            loss.teacher_input) == (224, 7, 4, 1.0, None, 'crop')
     assert RegionDistillLoss(max_regions=2).rois([torch.rand(6, 4)]).shape == (2, 5)
     assert boxes_to_rois([torch.rand(6, 4)]).shape == (6, 5)  # max_regions=0: every box
 
