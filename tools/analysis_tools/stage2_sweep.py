@@ -338,8 +338,9 @@ def run(args) -> None:
                                towers[v['encoder']]).to(args.device)
         losses = train(v, prep, llm, proj, vis)
         res = evaluate(v, prep, llm, proj, vis_val, tok)
-        res.update(variant={k: v[k] for k in v}, loss_first=float(np.mean(losses[:20])),
-                   loss_last=float(np.mean(losses[-50:])), seconds=round(time.time() - t0, 1))
+        res.update(variant={k: v[k] for k in v}, seconds=round(time.time() - t0, 1),  # iters 0: stage 1 as is
+                   loss_first=float(np.mean(losses[:20])) if losses else None,
+                   loss_last=float(np.mean(losses[-50:])) if losses else None)
         print(json.dumps({k: res[k] for k in res if k != 'answers'}), flush=True)
         if args.out:
             with open(args.out, 'a') as f:
