@@ -1,4 +1,7 @@
 # Tiny CPU schedule: a ViT trained from scratch needs a far larger lr than the paper's fine-tuning 1e-5.
+# From the SigLIP-like start, the paper's 1e-5 on the ViT (custom_keys backbone and pos_embed lr_mult=0.01)
+# keeps the named object's place readable under distillation where 1e-3 washes it out, and stage 2 grounds
+# better from it (docs/toy_grounding.md rows 27-31); `make demo`'s documented numbers are this 1e-3.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
