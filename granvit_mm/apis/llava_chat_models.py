@@ -67,10 +67,6 @@ class XTunerLLaVAChatModel:
         return _budget(self.tokenizer, answer, self.max_new_tokens)
 
 
-def _train_dataset(cfg) -> dict:
-    return (cfg.get('train_dataloader') or {}).get('dataset') or {}
-
-
 @register_chat_model_loader('stage2')
 def load_xtuner_llava(config, checkpoint: str, device='cpu', llm_path: Optional[str] = None,
                       input_size: Optional[int] = None, box_style: Optional[str] = None,
@@ -79,6 +75,7 @@ def load_xtuner_llava(config, checkpoint: str, device='cpu', llm_path: Optional[
     checkpoint then supplies the trained LLM weights, as in training)."""
     from xtuner.registry import BUILDER
 
+    from granvit_mm.xtuner.gran_llava_dataset import config_box_style
     from granvit_mm.xtuner.image_processor import GranViTImageProcessor
     from granvit_mm.xtuner.stage2_eval import load_stage2
     cfg = load_config(config)
@@ -102,7 +99,7 @@ def load_xtuner_llava(config, checkpoint: str, device='cpu', llm_path: Optional[
         processor = BUILDER.build(cfg.image_processor)
     else:
         processor = GranViTImageProcessor(size=size)
-    style = box_style or _train_dataset(cfg).get('box_style') or cfg.get('box_style') or 'decimal3'
+    style = box_style or config_box_style(cfg)
     template = cfg.get('prompt_template')
     return XTunerLLaVAChatModel(model, tokenizer, ImageProcessorPreprocessor(processor), style,
                                 dict(template) if template else None, cfg.get('SYSTEM', '') or '')
@@ -184,9 +181,10 @@ def load_hf_llava(folder: str, checkpoint: Optional[str] = None, device='cpu', l
     from transformers import LlavaForConditionalGeneration
 
     from granvit_mm.core.paths import check_path
+    from granvit_mm.xtuner.hf_llava import export_box_style
     folder = check_path(folder, 'The transformers LLaVA directory', 'Export one with '
                         'tools/model_converters/xtuner_to_hf_llava.py CONFIG CHECKPOINT OUT_DIR.')
     if input_size:
         raise ValueError('a transformers LLaVA export has a fixed input size (its image processor\'s)')
     model = LlavaForConditionalGeneration.from_pretrained(folder).eval().to(device)
-    return HFLlavaChatModel(model, hf_llava_processor(folder), box_style or 'decimal3')
+    return HFLlavaChatModel(model, hf_llava_processor(folder), box_style or export_box_style(model.config))

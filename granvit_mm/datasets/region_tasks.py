@@ -12,6 +12,14 @@ from granvit_mm.core.prompts import (TASKS, bbox2caption_question, caption2bbox_
                                      global_caption_question)
 
 TaskSpec = Tuple[str, int]  # (task name, region index; -1 for the global caption)
+CAPTION_TURNS = ('first', 'last')  # where the global-caption turn goes in a conversation
+
+
+def check_caption_turn(caption_turn: str) -> str:
+    """Validate where the global-caption turn goes (``CAPTION_TURNS``)."""
+    if caption_turn not in CAPTION_TURNS:
+        raise ValueError(f'caption_turn must be one of {CAPTION_TURNS}, got {caption_turn!r}')
+    return caption_turn
 
 
 def check_task_mix(tasks: Dict[str, float]) -> Dict[str, float]:
@@ -59,12 +67,16 @@ def sample_task_specs(captions: Sequence[str],
                       tasks: Dict[str, float],
                       rng: np.random.Generator,
                       mode: str = 'random',
-                      unique_grounding: bool = True) -> List[TaskSpec]:
-    """Draw the (task, region) pairs of one image: global caption first, then region tasks.
+                      unique_grounding: bool = True,
+                      caption_turn: str = 'first') -> List[TaskSpec]:
+    """Draw the (task, region) pairs of one image, in turn order: region tasks, and the global caption
+    ``caption_turn`` ('first' or 'last') of them.
 
     Region tasks of one kind use distinct regions (sampled without replacement); ``mode='first'`` takes the
-    first regions instead of random ones.
+    first regions instead of random ones. The caption names every object with a coarse place, so region turns
+    after it can answer from the text; ``'last'`` keeps them on the image (docs/toy_grounding.md, row 32).
     """
+    check_caption_turn(caption_turn)
     specs: List[TaskSpec] = []
     if has_global_caption and draw_count(tasks.get('global_caption', 0), rng) > 0:
         specs.append(('global_caption', -1))
@@ -74,6 +86,8 @@ def sample_task_specs(captions: Sequence[str],
             continue
         pool = groundable_regions(captions) if name == 'caption2bbox' and unique_grounding else all_regions
         specs.extend((name, r) for r in _pick(pool, draw_count(tasks[name], rng), rng, mode))
+    if caption_turn == 'last' and specs and specs[0][0] == 'global_caption':
+        specs.append(specs.pop(0))
     return specs
 
 

@@ -23,6 +23,8 @@ import torch
 from granvit_mm.core.chat_format import DEFAULT_IMAGE_TOKEN, QWEN_CHAT, ChatTemplateEncoder
 from granvit_mm.core.visual_tokens import HF_SELECT_STRATEGY, hf_llava_kwargs, num_visual_tokens
 
+from .gran_llava_dataset import config_box_style
+
 PROJECTOR_MAP = {'model.0': 'linear_1', 'model.2': 'linear_2'}
 
 
@@ -141,6 +143,14 @@ def to_hf_llava(model, tokenizer, template: Optional[dict] = None, system: str =
     return hf, processor
 
 
+BOX_STYLE_KEY = 'granvit_box_style'  # in the export's config.json: the style its box answers are written in
+
+
+def export_box_style(config) -> str:
+    """The box style an export's answers use (``decimal3`` for exports written before it was recorded)."""
+    return getattr(config, BOX_STYLE_KEY, None) or 'decimal3'
+
+
 def save_hf_llava(model, cfg, out_dir: str, dtype: Optional[str] = None, **save_pretrained_kwargs) -> str:
     """Write the transformers LLaVA export of a built stage-2 model to ``out_dir``: the one export behind
     ``tools/model_converters/xtuner_to_hf_llava.py`` and ``xtuner convert pth_to_hf ... --save-format
@@ -155,6 +165,7 @@ def save_hf_llava(model, cfg, out_dir: str, dtype: Optional[str] = None, **save_
                                 cfg.get('SYSTEM', ''))
     if dtype is not None:
         hf.to(getattr(torch, dtype))
+    setattr(hf.config, BOX_STYLE_KEY, config_box_style(cfg))
     processor.tokenizer.padding_side = 'left'  # batched generation
     os.makedirs(out_dir, exist_ok=True)
     hf.save_pretrained(out_dir, **save_pretrained_kwargs)

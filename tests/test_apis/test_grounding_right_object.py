@@ -4,11 +4,11 @@ object).
 
 The check itself is tested on a scripted model (right answers pass, another object's box and a bad answer
 fail). A trained stage-2 model is checked when ``GRANVIT_GROUNDING_MODEL`` names one: ``CONFIG::CHECKPOINT``
-of an XTuner run (e.g. ``make stage2-demo``'s) or a transformers LLaVA directory;
+of an XTuner run (e.g. ``make stage2-grounding``'s: 8 of the 12 cases) or a transformers LLaVA directory;
 ``GRANVIT_GROUNDING_MIN_HITS`` (default 0.5) is the fraction of the fixed cases it must get right::
 
-    GRANVIT_GROUNDING_MODEL=projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2.py::\\
-    work_dirs/granvit_tiny_qwen2_tiny_full_gransynth_cpu_stage2/iter_1000.pth \\
+    GRANVIT_GROUNDING_MODEL=projects/granvit_xtuner/configs/granvit_tiny_qwen2_tiny_full_gransynth20k_cpu_stage2.py::\\
+    work_dirs/granvit_tiny_qwen2_tiny_full_gransynth20k_cpu_stage2/iter_16000.pth \\
         pytest tests/test_apis/test_grounding_right_object.py -s
 """
 import os

@@ -96,6 +96,24 @@ def test_tiny_config_builds(llm_dir):
     assert model.distill_loss.max_regions == cfg.max_distill_regions
 
 
+def test_tiny_config_trains_the_vit_at_the_papers_lr(llm_dir):
+    """The built optimiser: every trainable ViT weight (its position table included) at 1e-5, the projector,
+    which starts from random, at 1e-3; no frozen LLM weight in it."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(TINY)
+    cfg.merge_from_dict({'model.head.llm_path': llm_dir, 'model.backbone.init_cfg': None})
+    model = MODELS.build(cfg.model)
+    lr_of = {id(p): g['lr'] for g in build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups
+             for p in g['params']}
+    names = {n: lr_of.get(id(p)) for n, p in model.named_parameters() if p.requires_grad}
+    vit = {n: lr for n, lr in names.items() if n.startswith('backbone.')}
+    assert 'backbone.pos_embed' in vit and len(vit) > 10
+    assert list(vit.values()) == pytest.approx([1e-5] * len(vit))
+    proj = {n: lr for n, lr in names.items() if n.startswith('projector.')}
+    assert proj and list(proj.values()) == pytest.approx([1e-3] * len(proj))
+    assert set(names) == set(vit) | set(proj)
+
+
 def test_tiny_config_without_llm_names_the_command(tmp_path):
     cfg = Config.fromfile(TINY)
     cfg.merge_from_dict({'model.head.llm_path': str(tmp_path / 'tiny_llm'), 'model.backbone.init_cfg': None})

@@ -38,6 +38,20 @@ def test_stage1_specs_deterministic_and_distinct():
     assert any(o != a for o in other)  # the epoch changes the draw
 
 
+def test_caption_turn_last_moves_only_the_caption_and_keeps_the_draw():
+    """'last' is the same draw (same regions, same order) with the global caption after the region turns."""
+    mix = dict(global_caption=1, caption2bbox=3)
+    for i in range(10):
+        first = sample_task_specs(CAPS, True, mix, rng(0, 0, i))
+        last = sample_task_specs(CAPS, True, mix, rng(0, 0, i), caption_turn='last')
+        assert first[0] == ('global_caption', -1) and last[-1] == ('global_caption', -1)
+        assert last == first[1:] + first[:1]
+    assert sample_task_specs(CAPS, False, mix, rng(3), caption_turn='last') == \
+        sample_task_specs(CAPS, False, mix, rng(3))  # no caption: nothing moves
+    with pytest.raises(ValueError, match='caption_turn'):
+        sample_task_specs(CAPS, True, mix, rng(0), caption_turn='middle')
+
+
 def test_no_global_caption_when_absent_and_k_capped():
     specs = sample_task_specs(CAPS[:2], False, dict(global_caption=1, bbox2caption=5), rng(1))
     assert [t for t, _ in specs] == ['bbox2caption'] * 2

@@ -252,6 +252,31 @@ def test_save_hf_llava_writes_configs_that_answer_like_the_xtuner_model(tiny_llm
     assert hf_answers(hf, processor, images) == expected
     half = save_hf_llava(model, cfg, str(tmp_path / 'bf16'), dtype='bfloat16')
     assert LlavaForConditionalGeneration.from_pretrained(half, torch_dtype='auto').dtype == torch.bfloat16
+    assert c.granvit_box_style == 'decimal3'
+
+
+def test_the_export_records_its_box_style_and_the_loader_parses_with_it(tiny_llm_dir, encoder_dir, tmp_path):
+    """A model trained with int999 boxes answers ``[125, 300, 482, 911]``: its export says so, and the
+    inference API reads the answers with that style (an export written before the key existed: decimal3)."""
+    import json
+
+    from mmengine.config import Config
+
+    from granvit_mm.apis.llava_chat_models import load_hf_llava
+    from granvit_mm.xtuner.hf_llava import BOX_STYLE_KEY, save_hf_llava
+    cfg = Config.fromfile(tiny_config(tmp_path, tiny_llm_dir, encoder_dir))
+    cfg.train_dataloader.dataset.box_style = 'int999'
+    out = save_hf_llava(build_llava(tiny_llm_dir, encoder_dir).eval(), cfg, str(tmp_path / 'hf'))
+    with open(tmp_path / 'hf' / 'config.json') as f:
+        assert json.load(f)[BOX_STYLE_KEY] == 'int999'
+    assert load_hf_llava(out).box_style == 'int999'
+    assert load_hf_llava(out, box_style='decimal3').box_style == 'decimal3'  # the caller's word wins
+    with open(tmp_path / 'hf' / 'config.json') as f:
+        old = json.load(f)
+    old.pop(BOX_STYLE_KEY)
+    with open(tmp_path / 'hf' / 'config.json', 'w') as f:
+        json.dump(old, f)
+    assert load_hf_llava(out).box_style == 'decimal3'
 
 
 def test_chat_template_system_turn_and_literal_text():

@@ -60,17 +60,18 @@ def _dataset(root, tokenizer, ann='ann.jsonl', **kw):
     return GranLLaVADataset(ann, tokenizer, data_root=str(root), **kw)
 
 
-def _hand_conversation():
-    """The conversation of REGIONS with tasks global_caption=1, caption2bbox=2, task_mode='first'."""
+def _hand_conversation(caption_turn='last'):
+    """The conversation of REGIONS with tasks global_caption=1, caption2bbox=2, task_mode='first'; stage 2
+    asks the global caption after the Caption2Bbox turns (``'last'``, the default) so that no box answer can
+    read it, or before them (``'first'``, as stage 1 does)."""
     box0 = format_box([2 / 40, 3 / 40, 20 / 40, 25 / 40])
     box1 = format_box([10 / 40, 0 / 40, 40 / 40, 30 / 40])
     assert box0 == '[0.050, 0.075, 0.500, 0.625]' and box1 == '[0.250, 0.000, 1.000, 0.750]'
-    return [{'from': 'human', 'value': '<image>\n' + global_caption_question()},
-            {'from': 'gpt', 'value': GLOBAL},
-            {'from': 'human', 'value': caption2bbox_question('a red square')},
-            {'from': 'gpt', 'value': box0},
-            {'from': 'human', 'value': caption2bbox_question('a blue circle')},
-            {'from': 'gpt', 'value': box1}]
+    caption = [global_caption_question(), GLOBAL]
+    grounding = [caption2bbox_question('a red square'), box0, caption2bbox_question('a blue circle'), box1]
+    texts = caption + grounding if caption_turn == 'first' else grounding + caption
+    texts[0] = '<image>\n' + texts[0]  # the image goes with the first user turn, whichever task it is
+    return [{'from': 'human' if i % 2 == 0 else 'gpt', 'value': t} for i, t in enumerate(texts)]
 
 
 def test_conversation_from_record_is_the_hand_checked_one(one_image, tokenizer):
@@ -78,8 +79,13 @@ def test_conversation_from_record_is_the_hand_checked_one(one_image, tokenizer):
     ds = _dataset(one_image, tokenizer, tasks=dict(global_caption=1, caption2bbox=2), task_mode='first',
                   return_meta=True)
     item = ds[0]
-    assert llava_conversation(item['tasks']) == _hand_conversation()
-    assert item['tasks'][1]['box'] == pytest.approx([0.05, 0.075, 0.5, 0.625])
+    assert llava_conversation(item['tasks']) == _hand_conversation('last')
+    assert item['tasks'][0]['box'] == pytest.approx([0.05, 0.075, 0.5, 0.625])
+    first = _dataset(one_image, tokenizer, tasks=dict(global_caption=1, caption2bbox=2), task_mode='first',
+                     return_meta=True, caption_turn='first')[0]
+    assert llava_conversation(first['tasks']) == _hand_conversation('first')
+    with pytest.raises(ValueError, match='caption_turn'):
+        _dataset(one_image, tokenizer, caption_turn='middle')
 
 
 def test_tokens_equal_xtuner_llava_dataset(one_image, tokenizer):
@@ -106,8 +112,8 @@ def test_tokens_equal_xtuner_llava_dataset(one_image, tokenizer):
                     task_mode='first')[0]['input_ids'] == ref['input_ids']
     # the loss falls on the three answers (+ <|im_end|>) only
     answers = tokenizer.decode([t for t in ref['labels'] if t != IGNORE_INDEX])
-    assert answers == (GLOBAL + '<|im_end|>[0.050, 0.075, 0.500, 0.625]<|im_end|>'
-                       '[0.250, 0.000, 1.000, 0.750]<|im_end|>')
+    assert answers == ('[0.050, 0.075, 0.500, 0.625]<|im_end|>[0.250, 0.000, 1.000, 0.750]<|im_end|>'
+                       + GLOBAL + '<|im_end|>')
 
 
 def test_stage1_chat_encoder_agrees_with_xtuner_encode_fn(tokenizer):

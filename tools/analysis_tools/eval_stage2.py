@@ -51,6 +51,7 @@ def parse_args(argv=None):
 
 def data_settings(cfg: Config, args) -> dict:
     """The eval dataset's keyword arguments: command line first, then the training dataset of the config."""
+    from granvit_mm.xtuner.gran_llava_dataset import config_box_style
     train = cfg.get('train_dataloader', {}).get('dataset', {}) or {}
     kind = train.get('type')
     train = train if getattr(kind, '__name__', str(kind)).endswith('GranLLaVADataset') else {}
@@ -61,7 +62,7 @@ def data_settings(cfg: Config, args) -> dict:
         (train.get('data_prefix') or {}).get('img_path', '')
     out = dict(ann_file=ann_file, data_root=args.data_root if args.data_root is not None else
                train.get('data_root', ''), data_prefix=dict(img_path=prefix), tasks=tuple(args.tasks),
-               box_style=args.box_style or train.get('box_style', 'decimal3'),
+               box_style=args.box_style or config_box_style(cfg),
                unique_grounding=args.unique_grounding)
     if train.get('template_map_fn') is not None:
         out['template_map_fn'] = train['template_map_fn']

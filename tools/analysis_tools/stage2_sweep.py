@@ -62,7 +62,7 @@ def prep(args) -> None:
     train = GranLLaVADataset(args.train_ann, tok, data_root=args.data_root,
                              data_prefix=dict(img_path='images/'),
                              image_size=args.image_size, box_style=args.box_style, max_length=args.max_length,
-                             tasks=json.loads(args.tasks))
+                             tasks=json.loads(args.tasks), caption_turn=args.caption_turn)
     train.full_init()
     ids, labels, owner, images = [], [], [], []
     for i in range(len(train)):
@@ -105,7 +105,8 @@ def prep(args) -> None:
                 train_images=[osp.relpath(p, args.data_root) for p in images],
                 val_images=[osp.relpath(p, args.data_root) for p in val_images], kinds=kinds,
                 prefix_ids=chat.prefix_ids, stop_ids=chat.stop_token_ids(), box_style=args.box_style,
-                image_size=args.image_size, pad_id=tok.pad_token_id, draws=args.draws)
+                image_size=args.image_size, pad_id=tok.pad_token_id, draws=args.draws,
+                caption_turn=args.caption_turn)
     with open(osp.join(args.out, 'meta.json'), 'w') as f:
         json.dump(meta, f)
     print(f'[prep] {len(ids)} training conversations of {len(images)} images, {len(prompts)} val questions '
@@ -360,6 +361,9 @@ def main(argv=None) -> None:
     a.add_argument('--max-length', type=int, default=256)
     a.add_argument('--tasks', default='{"global_caption": 1, "caption2bbox": 4}',
                    help="the training conversations' tasks (GranLLaVADataset's tasks), JSON")
+    a.add_argument('--caption-turn', default='last', choices=('first', 'last'),
+                   help='the global-caption turn after the Caption2Bbox turns (the default of '
+                        "GranLLaVADataset) or before them (row 32)")
     a.add_argument('--draws', type=int, default=4, help='task draws (epochs) kept per image; cycled after')
     a.add_argument('--out', required=True)
     b = sub.add_parser('run', help='train + evaluate variants (torch + transformers)')

@@ -48,9 +48,10 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, default=64)
     p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--max-text-len', type=int, default=48)
-    p.add_argument('--position-init-std', type=float, default=0.0,
+    p.add_argument('--position-init-std', type=float, default=2.0,
                    help="re-draw the vision position table with this std (0: transformers' own init, "
-                        "1/sqrt(width)); 2.0 keeps the position in the last layer (docs/toy_grounding.md)")
+                        "1/sqrt(width)); the default 2.0 keeps the position in the last layer, which stage "
+                        "2's grounding needs (docs/toy_grounding.md)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true')
     args = p.parse_args(argv)

@@ -6,7 +6,7 @@ from mmcv.transforms import BaseTransform
 
 from granvit_mm.registry import TRANSFORMS
 
-from ..region_tasks import check_task_mix, pick_distill_regions, sample_task_specs
+from ..region_tasks import check_caption_turn, check_task_mix, pick_distill_regions, sample_task_specs
 
 STAGE1_TASKS = dict(global_caption=1, bbox2caption=4)
 
@@ -29,6 +29,8 @@ class SampleRegionTasks(BaseTransform):
         unique_grounding: Caption2Bbox only on regions whose caption is unique in the image.
         skip_empty: return None (the dataset draws another image) when no task was drawn, e.g. an OCR
             page without a global caption under ``tasks=dict(global_caption=1)``.
+        caption_turn: the global-caption turn ``'first'`` (stage 1) or ``'last'`` (stage 2: no Caption2Bbox
+            answer can read the caption's coarse places) in the conversation.
     """
 
     def __init__(self,
@@ -37,7 +39,8 @@ class SampleRegionTasks(BaseTransform):
                  mode: str = 'random',
                  max_distill_regions: int = 4,
                  unique_grounding: bool = True,
-                 skip_empty: bool = True) -> None:
+                 skip_empty: bool = True,
+                 caption_turn: str = 'first') -> None:
         if mode not in ('random', 'first'):
             raise ValueError(f"mode must be 'random' or 'first', got {mode!r}")
         self.tasks = check_task_mix(STAGE1_TASKS if tasks is None else tasks)
@@ -46,6 +49,7 @@ class SampleRegionTasks(BaseTransform):
         self.max_distill_regions = int(max_distill_regions)
         self.unique_grounding = unique_grounding
         self.skip_empty = skip_empty
+        self.caption_turn = check_caption_turn(caption_turn)
 
     def transform(self, results: dict) -> Optional[dict]:
         rng = np.random.default_rng(
@@ -53,7 +57,7 @@ class SampleRegionTasks(BaseTransform):
              int(results.get('sample_idx', 0))])
         captions = results['region_captions']
         specs = sample_task_specs(captions, bool(results.get('caption')), self.tasks, rng, self.mode,
-                                  self.unique_grounding)
+                                  self.unique_grounding, self.caption_turn)
         if not specs and self.skip_empty:
             return None
         results['task_specs'] = specs
@@ -62,4 +66,4 @@ class SampleRegionTasks(BaseTransform):
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(tasks={self.tasks}, seed={self.seed}, mode={self.mode!r}, '
-                f'max_distill_regions={self.max_distill_regions})')
+                f'max_distill_regions={self.max_distill_regions}, caption_turn={self.caption_turn!r})')
